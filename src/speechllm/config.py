@@ -1,0 +1,249 @@
+"""Typed configuration: one YAML file = one `RunConfig` (model + data + training).
+
+Every field has a docstring-style comment; unknown keys are an error (a typo must not be silently
+ignored), and `RunConfig.to_dict()` is what a run directory records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from speechllm.errors import ConfigError
+
+
+@dataclass
+class AdapterConfig:
+    """The trainable bridge from encoder frames to LLM input embeddings."""
+
+    kind: Literal["stack", "baseline"] = "stack"
+    """`stack`: concatenate `stack` consecutive frames then a small MLP (the proposed adapter).
+    `baseline`: no down-sampling, one frame per LLM position, a wider MLP (Ultravox/SLAM-style)."""
+    stack: int = 4
+    """Frames concatenated per output vector (`stack` only): 50 Hz Whisper frames -> 12.5 Hz."""
+    hidden: int = 1024
+    """Width of the MLP's hidden layers."""
+    depth: int = 2
+    """Number of linear layers in the MLP (>= 1)."""
+    activation: Literal["gelu", "relu", "silu"] = "gelu"
+    """Non-linearity between the linear layers."""
+    input_norm: bool = True
+    """LayerNorm on the (stacked) input frames before the MLP."""
+    match_embedding_scale: bool = True
+    """RMS-normalise the output and scale it by a learned scalar initialised to the RMS of the
+    LLM's token embeddings, so speech vectors start at the scale the LLM expects."""
+
+
+@dataclass
+class LoraSettings:
+    """Optional LoRA on the LLM (peft)."""
+
+    enabled: bool = False
+    """Train low-rank adapters on the LLM; False keeps the LLM frozen."""
+    r: int = 8
+    """Rank of the update matrices."""
+    alpha: int = 16
+    """Scaling numerator (update is scaled by alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    """Names of the LLM's linear layers that get LoRA."""
+
+
+@dataclass
+class ModelConfig:
+    """Which pretrained parts to combine and how."""
+
+    encoder: str = "whisper-tiny.en"
+    """Whisper model: a packaged name (`speechllm models list`), a local HF dir or a hub id."""
+    llm: str = "smollm2-135m-instruct"
+    """Causal LM: a packaged name, a local HF dir or a hub id."""
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    """The adapter between them."""
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    """LoRA on the LLM."""
+    max_new_tokens: int = 128
+    """Generation length limit at inference."""
+    repetition_guard: int = 4
+    """At inference, forbid repeating any n-gram of this size (`no_repeat_ngram_size`); 0 = off.
+    Guards against the loops an under-trained adapter produces."""
+
+
+@dataclass
+class DataConfig:
+    """Manifests to train and evaluate on."""
+
+    train: list[str] = field(default_factory=list)
+    """Training manifests (JSONL); relative paths resolve against the config file's folder."""
+    eval: list[str] = field(default_factory=list)
+    """Held-out manifests evaluated every `train.eval_every` steps."""
+    tasks: list[Literal["asr", "ner", "sa"]] = field(default_factory=lambda: ["asr", "ner", "sa"])
+    """Tasks to train; an utterance yields a task's example only where it has that task's label."""
+    task_weights: dict[str, float] = field(default_factory=lambda: {"asr": 1.0, "ner": 1.0, "sa": 1.0})
+    """Relative sampling weight of each task when mixing examples into batches."""
+    max_eval_utterances: int = 64
+    """Utterances decoded per periodic evaluation (the first N of the eval manifests)."""
+    max_seconds: float = 30.0
+    """Utterances longer than this are skipped (Whisper's window is 30 s)."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, logging and checkpointing."""
+
+    output_dir: str = "runs/default"
+    """Run directory: config, checkpoints, metrics.jsonl, final model."""
+    seed: int = 0
+    """Seed for sampling, initialisation and dropout."""
+    batch_size: int = 8
+    """Examples per optimiser micro-batch (per process)."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimiser step."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    warmup_steps: int = 50
+    """Linear warm-up steps, then cosine decay to 10% of `lr` at `max_steps`."""
+    max_steps: int = 1000
+    """Optimiser steps in total."""
+    max_minutes: float | None = None
+    """Stop (and save) after this many minutes of training, whatever `max_steps` says."""
+    grad_clip: float = 1.0
+    """Max global gradient norm."""
+    precision: Literal["fp32", "bf16"] = "bf16"
+    """Autocast dtype for the LLM forward/backward (bf16 is about 2x faster on a modern CPU)."""
+    ctc_weight: float = 1.0
+    """Weight of the auxiliary CTC loss on the adapter output over the LLM's vocabulary (logits =
+    adapter output x the LLM's input-embedding table, plus a learned blank); 0 disables it. It
+    pulls each speech vector towards the embedding of the word being spoken, which aligns the
+    adapter far faster than the LM loss alone."""
+    eval_every: int = 200
+    """Evaluate on the held-out manifests every N steps (0 = only at the end)."""
+    save_every: int = 100
+    """Write a resumable checkpoint every N steps."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept on disk (the oldest are deleted)."""
+    log_every: int = 10
+    """Append training metrics to metrics.jsonl every N steps."""
+    init_from: str | None = None
+    """A run directory whose trained weights (adapter, LoRA) initialise this run (fine-tuning)."""
+    feature_cache: str | None = None
+    """Folder of cached encoder outputs; default `$SPEECHLLM_CACHE/features`."""
+
+
+@dataclass
+class RunConfig:
+    """A whole run: what `speechllm train CONFIG.yaml` reads."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return _build(cls, data, "")
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+        """Read a YAML file; `overrides` are `section.key=value` strings (value parsed as YAML).
+
+        Relative manifest paths and `output_dir` resolve against the YAML file's folder.
+        """
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        for item in overrides or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"override {item!r} is not of the form section.key=value")
+            node = raw
+            parts = key.split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = yaml.safe_load(value)
+        config = cls.from_dict(raw)
+        base = path.parent
+        config.data.train = [_resolve(base, p) for p in config.data.train]
+        config.data.eval = [_resolve(base, p) for p in config.data.eval]
+        config.train.output_dir = _resolve(base, config.train.output_dir)
+        return config
+
+
+def _resolve(base: Path, value: str) -> str:
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass `cls` from a mapping, checking keys and (shallowly) types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, key)
+        else:
+            _check_type(hint, value, key)
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check_type(hint: Any, value: Any, key: str) -> None:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
+        return
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in args:
+            try:
+                _check_type(arg, value, key)
+                return
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: {value!r} matches none of {[str(a) for a in args]}")
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"{key}: expected null")
+        return
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        for i, item in enumerate(value):
+            _check_type(args[0], item, f"{key}[{i}]")
+        return
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return
+    if hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, hint)
+    if not ok:
+        raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")

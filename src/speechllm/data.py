@@ -1,0 +1,88 @@
+"""Training examples from manifests, and the deterministic task-mixing batch sampler."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from speechllm.manifest import Utterance
+from speechllm.prompts import target_text
+
+
+@dataclass(frozen=True)
+class Example:
+    """One (utterance, task) pair the model learns from."""
+
+    utt: Utterance
+    task: str
+    answer: str
+
+
+def examples_for(utts: list[Utterance], tasks: list[str]) -> dict[str, list[Example]]:
+    """Examples per task: `asr` needs a transcript, `ner` entity labels, `sa` a sentiment."""
+    out: dict[str, list[Example]] = {t: [] for t in tasks}
+    for u in utts:
+        for task in tasks:
+            if task == "ner" and u.entities is None:
+                continue
+            if task == "sa" and u.sentiment is None:
+                continue
+            if task == "asr" and not u.text:
+                continue
+            out[task].append(Example(u, task, target_text(task, u.text, u.entities, u.sentiment)))
+    return {t: ex for t, ex in out.items() if ex}
+
+
+class TaskMixSampler:
+    """Batches as a pure function of (seed, step, rank): resuming at step s replays exactly.
+
+    Each example slot draws a task by weight, then the next example of that task from an
+    epoch-wise shuffled order of its examples.
+    """
+
+    def __init__(self, examples: dict[str, list[Example]], weights: dict[str, float], batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if not examples:
+            raise ValueError("no training examples: check the manifests and data.tasks")
+        self.examples = examples
+        self.tasks = sorted(examples)
+        self.weights = [float(weights.get(t, 1.0)) for t in self.tasks]
+        if sum(self.weights) <= 0:
+            raise ValueError(f"data.task_weights give no weight to any of {self.tasks}")
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world = world
+        self._orders: dict[tuple[str, int], list[int]] = {}
+
+    def _order(self, task: str, epoch: int) -> list[int]:
+        key = (task, epoch)
+        if key not in self._orders:
+            order = list(range(len(self.examples[task])))
+            random.Random(f"{self.seed}:{task}:{epoch}").shuffle(order)
+            if len(self._orders) > 16:
+                self._orders.clear()
+            self._orders[key] = order
+        return self._orders[key]
+
+    def batch(self, step: int) -> list[Example]:
+        rng = random.Random(f"{self.seed}:{step}:{self.rank}")
+        picks = rng.choices(self.tasks, weights=self.weights, k=self.batch_size)
+        out = []
+        for slot, task in enumerate(picks):
+            pool = self.examples[task]
+            # Global position in this task's stream; epochs are reshuffled by their number.
+            pos = (step * self.batch_size + slot) * self.world + self.rank
+            epoch, idx = divmod(pos, len(pool))
+            out.append(pool[self._order(task, epoch)[idx]])
+        return out
+
+
+def collate_frames(frames: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """List of (T_i, C) -> zero-padded (B, T, C) and lengths (B,)."""
+    lengths = torch.tensor([f.shape[0] for f in frames])
+    out = torch.zeros(len(frames), int(lengths.max()), frames[0].shape[1])
+    for i, f in enumerate(frames):
+        out[i, : f.shape[0]] = f
+    return out, lengths

@@ -1,0 +1,101 @@
+"""Decoding utterances with a trained model, and scoring the answers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from speechllm.data import collate_frames
+from speechllm.manifest import Utterance
+from speechllm.model import SpeechLLM
+from speechllm.prompts import parse_asr, parse_ner, parse_sentiment
+from speechllm.slue import ner_scores, sentiment_macro_f1, slue_score, wer
+
+
+def decode(
+    model: SpeechLLM,
+    frames: list[torch.Tensor],
+    tasks: list[str],
+    batch_size: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Raw answers for (frames_i (T_i, C), task_i) pairs, batched; order preserved.
+
+    Items are sorted by length so each batch pads little; batched greedy decoding gives the same
+    answers as one-by-one (left padding, masked attention, positions from the mask).
+    """
+    order = sorted(range(len(frames)), key=lambda i: frames[i].shape[0])
+    answers: list[str] = [""] * len(frames)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        x, lengths = collate_frames([frames[i] for i in idx])
+        outs = model.generate(x, lengths, [tasks[i] for i in idx])
+        for i, out in zip(idx, outs, strict=True):
+            answers[i] = out
+        if progress:
+            progress(len(idx))
+    return answers
+
+
+def understand(answers: dict[str, str]) -> dict[str, Any]:
+    """Parse raw answers per task into {transcript, entities, sentiment, parse_failures}."""
+    result: dict[str, Any] = {"raw": answers, "parse_failures": []}
+    if "ner" in answers:
+        ner = parse_ner(answers["ner"])
+        result["entities"] = [list(e) for e in ner.entities]
+        result["transcript"] = ner.text
+        if not ner.ok:
+            result["parse_failures"].append("ner")
+    if "asr" in answers:
+        result["transcript"] = parse_asr(answers["asr"])
+    if "sa" in answers:
+        result["sentiment"] = parse_sentiment(answers["sa"])
+        if result["sentiment"] is None:
+            result["parse_failures"].append("sa")
+    return result
+
+
+def evaluate(
+    model: SpeechLLM,
+    utts: list[Utterance],
+    frames: list[torch.Tensor],
+    tasks: list[str],
+    batch_size: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Decode each utterance for each task it has labels for; return (metrics, predictions)."""
+    jobs: list[tuple[int, str]] = []
+    for i, u in enumerate(utts):
+        for task in tasks:
+            if (task == "ner" and u.entities is None) or (task == "sa" and u.sentiment is None):
+                continue
+            jobs.append((i, task))
+    raw = decode(model, [frames[i] for i, _ in jobs], [t for _, t in jobs], batch_size, progress)
+    per_utt: dict[int, dict[str, str]] = {}
+    for (i, task), answer in zip(jobs, raw, strict=True):
+        per_utt.setdefault(i, {})[task] = answer
+    preds = []
+    for i, answers in sorted(per_utt.items()):
+        p = understand(answers)
+        p["id"] = utts[i].id
+        preds.append(p)
+    by_id = {p["id"]: p for p in preds}
+    metrics: dict[str, Any] = {"n": len(preds)}
+    asr = [(u.text, by_id[u.id]["raw"]["asr"]) for u in utts if "asr" in by_id.get(u.id, {}).get("raw", {})]
+    if asr:
+        metrics["wer"] = wer([r for r, _ in asr], [parse_asr(h) for _, h in asr])
+    ner = [(u.entities, by_id[u.id]) for u in utts if u.entities is not None and "entities" in by_id.get(u.id, {})]
+    if ner:
+        scores = ner_scores([g for g, _ in ner], [[tuple(e) for e in p["entities"]] for _, p in ner])
+        metrics["ner_f1"] = scores["f1"]
+        metrics["ner_label_f1"] = scores["label_f1"]
+        metrics["ner_parse_failures"] = sum("ner" in p["parse_failures"] for _, p in ner)
+    sa = [(u.sentiment, by_id[u.id]) for u in utts if u.sentiment is not None and "sentiment" in by_id.get(u.id, {})]
+    if sa:
+        metrics["sa_macro_f1"] = sentiment_macro_f1([g for g, _ in sa], [p["sentiment"] for _, p in sa])
+        metrics["sa_parse_failures"] = sum("sa" in p["parse_failures"] for _, p in sa)
+    if {"wer", "ner_f1", "sa_macro_f1"} <= metrics.keys():
+        metrics["slue_score"] = slue_score(metrics["wer"], metrics["ner_f1"], metrics["sa_macro_f1"])
+    return metrics, preds

@@ -1,0 +1,335 @@
+"""SpeechLLM: frozen Whisper encoder -> trainable adapter -> causal LLM (frozen or LoRA).
+
+Sequence fed to the LLM for one example (chat template where the LLM has one):
+
+    [prompt prefix tokens] [speech embeddings (T')] [prompt suffix tokens] [answer tokens] [stop]
+
+The loss is the LM loss on the answer tokens only, plus (in training, optional) a CTC loss on the
+adapter output over the LLM's vocabulary that aligns speech vectors with token embeddings.
+
+Saved models hold only what was trained (adapter, LoRA, small heads) in safetensors, plus a config
+that names the base models; loading rebuilds the bases and restores identical logits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from speechllm.adapter import build_adapter
+from speechllm.config import AdapterConfig, LoraSettings, ModelConfig
+from speechllm.encoder import SpeechEncoder
+from speechllm.errors import ModelSourceError
+from speechllm.prompts import INSTRUCTIONS, PROMPT_VERSION, TASKS
+
+SPEECH_PLACEHOLDER = "<|speech|>"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "speechllm_config.json"
+
+
+@dataclass
+class Batch:
+    """Model inputs for a list of examples.
+
+    frames (B, T, C) encoder output, zero-padded; frame_lengths (B,); tasks: one per example;
+    answers: target texts (training) or None (generation); transcripts: plain transcripts for the
+    CTC loss (None where unknown).
+    """
+
+    frames: torch.Tensor
+    frame_lengths: torch.Tensor
+    tasks: list[str]
+    answers: list[str] | None = None
+    transcripts: list[str | None] | None = None
+
+
+class SpeechLLM(nn.Module):
+    """The whole model. Build with `SpeechLLM.from_config` or `SpeechLLM.load`."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        encoder: SpeechEncoder,
+        llm: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        llm.requires_grad_(False)
+        embed = llm.get_input_embeddings().weight
+        target_rms = float(embed.detach().float().pow(2).mean().sqrt())
+        d_llm = embed.shape[1]
+        self.adapter = build_adapter(encoder.dim, d_llm, config.adapter, target_rms)
+        # CTC blank: one learned vector beside the (frozen) token-embedding table.
+        self.ctc_blank = nn.Parameter(torch.zeros(d_llm))
+        if config.lora.enabled:
+            llm = _add_lora(llm, config.lora)
+        self.llm = llm
+        self._stop_id, self._templates = _prompt_templates(tokenizer)
+        self._prompt_ids = {task: self._encode_prompt(task) for task in TASKS}
+
+    # ---------------------------------------------------------------- construction
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> SpeechLLM:
+        """Load the pretrained encoder and LLM named in `config` and add a fresh adapter."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from speechllm.encoder import load_speech_encoder
+        from speechllm.sources import resolve
+
+        encoder = load_speech_encoder(resolve(config.encoder))
+        llm_path = resolve(config.llm)
+        try:
+            llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(llm_path)
+        except OSError as exc:
+            raise ModelSourceError(f"cannot load LLM {config.llm!r} from {llm_path}: {exc}") from exc
+        return cls(config, encoder, llm, tokenizer)
+
+    # ---------------------------------------------------------------- prompts
+
+    def _encode_prompt(self, task: str) -> tuple[list[int], list[int]]:
+        prefix, suffix = self._templates
+        instruction = INSTRUCTIONS[task]
+        pre = self.tokenizer(prefix, add_special_tokens=False).input_ids
+        post = self.tokenizer(suffix.replace("{instruction}", instruction), add_special_tokens=False).input_ids
+        return pre, post
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """Token ids of an answer followed by the stop token."""
+        return self.tokenizer(answer, add_special_tokens=False).input_ids + [self._stop_id]
+
+    # ---------------------------------------------------------------- forward
+
+    def speech_embeddings(self, frames: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder frames (B, T, C) -> LLM-space vectors (B, T', D) and lengths (B,)."""
+        return self.adapter(frames, lengths)
+
+    def _assemble(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        tasks: list[str],
+        answers: list[str] | None,
+        left_pad: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Build (inputs_embeds (B, L, D), attention_mask (B, L), labels (B, L))."""
+        embed = self.llm.get_input_embeddings()
+        device = speech.device
+        rows: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for i, task in enumerate(tasks):
+            if task not in self._prompt_ids:
+                raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+            pre, post = self._prompt_ids[task]
+            ans = self.answer_ids(answers[i]) if answers is not None else []
+            n = int(speech_lengths[i])
+            pre_t = torch.tensor(pre, device=device, dtype=torch.long)
+            tail_t = torch.tensor(post + ans, device=device, dtype=torch.long)
+            vecs = torch.cat([embed(pre_t), speech[i, :n].to(embed.weight.dtype), embed(tail_t)])
+            labels = torch.full((vecs.shape[0],), -100, dtype=torch.long, device=device)
+            if ans:
+                labels[-len(ans) :] = torch.tensor(ans, device=device)
+            rows.append((vecs, labels))
+        length = max(v.shape[0] for v, _ in rows)
+        d = rows[0][0].shape[1]
+        inputs = torch.zeros(len(rows), length, d, device=device, dtype=rows[0][0].dtype)
+        mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
+        labels = torch.full((len(rows), length), -100, dtype=torch.long, device=device)
+        for i, (v, lab) in enumerate(rows):
+            sl = slice(length - v.shape[0], length) if left_pad else slice(0, v.shape[0])
+            inputs[i, sl] = v
+            mask[i, sl] = 1
+            labels[i, sl] = lab
+        return inputs, mask, labels
+
+    def forward(self, batch: Batch, ctc_weight: float = 0.0) -> dict[str, torch.Tensor]:
+        """Training losses: {'loss', 'lm_loss', 'ctc_loss'(if used)}."""
+        if batch.answers is None:
+            raise ValueError("training batch needs answers")
+        speech, lengths = self.speech_embeddings(batch.frames, batch.frame_lengths)
+        inputs, mask, labels = self._assemble(speech, lengths, batch.tasks, batch.answers, left_pad=False)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.llm(inputs_embeds=inputs, attention_mask=mask, position_ids=positions)
+        logits = out.logits[:, :-1].float()
+        lm_loss = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
+        result = {"lm_loss": lm_loss, "loss": lm_loss}
+        if ctc_weight > 0 and batch.transcripts is not None:
+            ctc = self.ctc_loss(speech, lengths, batch.transcripts)
+            if ctc is not None:
+                result["ctc_loss"] = ctc
+                result["loss"] = lm_loss + ctc_weight * ctc
+        return result
+
+    def ctc_logits(self, speech: torch.Tensor) -> torch.Tensor:
+        """(B, T', D) -> (B, T', V+1): similarity to each token embedding, blank last."""
+        table = torch.cat([self.llm.get_input_embeddings().weight, self.ctc_blank[None]], dim=0)
+        return speech.float() @ table.float().T
+
+    def ctc_loss(self, speech: torch.Tensor, lengths: torch.Tensor, transcripts: list[str | None]) -> torch.Tensor | None:
+        """CTC over LLM tokens of each transcript; examples without a transcript are skipped."""
+        keep = [i for i, t in enumerate(transcripts) if t]
+        if not keep:
+            return None
+        targets = [self.tokenizer(" " + transcripts[i], add_special_tokens=False).input_ids for i in keep]
+        logp = self.ctc_logits(speech[keep]).log_softmax(-1).transpose(0, 1)  # T', B, V+1
+        blank = logp.shape[-1] - 1
+        flat = torch.tensor([t for ids in targets for t in ids], dtype=torch.long)
+        return nn.functional.ctc_loss(
+            logp,
+            flat,
+            lengths[keep].cpu(),
+            torch.tensor([len(t) for t in targets]),
+            blank=blank,
+            reduction="mean",
+            zero_infinity=True,
+        )
+
+    # ---------------------------------------------------------------- inference
+
+    @torch.no_grad()
+    def generate(self, frames: torch.Tensor, frame_lengths: torch.Tensor, tasks: list[str], max_new_tokens: int | None = None) -> list[str]:
+        """Greedy answers for a batch (left-padded; identical to one-by-one decoding)."""
+        speech, lengths = self.speech_embeddings(frames, frame_lengths)
+        inputs, mask, _ = self._assemble(speech, lengths, tasks, None, left_pad=True)
+        stop_ids = {self._stop_id}
+        if self.tokenizer.eos_token_id is not None:
+            stop_ids.add(self.tokenizer.eos_token_id)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._stop_id
+        with warnings.catch_warnings():
+            # With inputs_embeds the n-gram guard sees only generated tokens: what we want.
+            warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*")
+            out = self._generate(inputs, mask, max_new_tokens, sorted(stop_ids), pad_id)
+        texts = []
+        for row in out.tolist():
+            ids = []
+            for t in row:
+                if t in stop_ids:
+                    break
+                ids.append(t)
+            texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
+        return texts
+
+    def _generate(self, inputs: torch.Tensor, mask: torch.Tensor, max_new_tokens: int | None, stop: list[int], pad_id: int) -> torch.Tensor:
+        return self.llm.generate(
+            inputs_embeds=inputs,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            no_repeat_ngram_size=self.config.repetition_guard,
+            eos_token_id=stop,
+            pad_token_id=pad_id,
+        )
+
+    # ---------------------------------------------------------------- save / load
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Exactly the parameters that train (adapter, CTC blank, LoRA, heads)."""
+        return {n: p.detach().cpu().contiguous() for n, p in self.named_parameters() if p.requires_grad}
+
+    def save(self, directory: str | Path) -> Path:
+        """Write model.safetensors (trained weights only) and speechllm_config.json."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file(self.trainable_state_dict(), str(directory / WEIGHTS_FILE))
+        meta = {"model": dataclasses.asdict(self.config), "prompt_version": PROMPT_VERSION}
+        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return directory
+
+    def load_trained(self, directory: str | Path, strict: bool = True) -> None:
+        """Load trained weights saved by `save` into this model."""
+        state = load_file(str(Path(directory) / WEIGHTS_FILE))
+        own = dict(self.named_parameters())
+        unknown = sorted(set(state) - set(own))
+        missing = sorted(n for n, p in own.items() if p.requires_grad and n not in state)
+        if strict and (unknown or missing):
+            raise ModelSourceError(
+                f"{directory}: weights do not match this model (unknown: {unknown[:5]}, missing: {missing[:5]})"
+            )
+        with torch.no_grad():
+            for name, value in state.items():
+                if name in own:
+                    own[name].copy_(value)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SpeechLLM:
+        """Rebuild a saved model: base models from its config, trained weights from the dir."""
+        config = read_model_config(directory)
+        model = cls.from_config(config)
+        model.load_trained(directory)
+        return model.eval()
+
+    def parameter_report(self) -> list[tuple[str, int, int]]:
+        """(part, trainable, frozen) parameter counts for encoder, adapter, llm (+LoRA), other."""
+        parts: dict[str, list[int]] = {}
+        for name, p in self.named_parameters():
+            part = name.split(".")[0]
+            if part == "llm" and "lora_" in name:
+                part = "lora"
+            t = parts.setdefault(part, [0, 0])
+            t[0 if p.requires_grad else 1] += p.numel()
+        return [(k, v[0], v[1]) for k, v in parts.items()]
+
+
+def read_model_config(directory: str | Path) -> ModelConfig:
+    """The ModelConfig a saved model directory records."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise ModelSourceError(f"{directory}: not a speechllm model directory (no {CONFIG_FILE})")
+    raw = json.loads(path.read_text())["model"]
+    raw["adapter"] = AdapterConfig(**raw["adapter"])
+    raw["lora"] = LoraSettings(**raw["lora"])
+    return ModelConfig(**raw)
+
+
+def _add_lora(llm: PreTrainedModel, settings: LoraSettings) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(llm, config)
+
+
+def _prompt_templates(tokenizer: PreTrainedTokenizerBase) -> tuple[int, tuple[str, str]]:
+    """(stop token id, (prefix, suffix-with-{instruction})) for this tokenizer.
+
+    With a chat template the user turn is `<speech>\\n{instruction}` and the stop token is the one
+    the template puts after an assistant answer (e.g. `<|im_end|>`); without one, a plain
+    `Speech: ... Instruction: ... Answer:` layout ending with the EOS token.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        marker = "\x00INSTR\x00"
+        user = [{"role": "user", "content": f"{SPEECH_PLACEHOLDER}\n{marker}"}]
+        text = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+        prefix, _, suffix = text.partition(SPEECH_PLACEHOLDER)
+        suffix = suffix.replace(marker, "{instruction}")
+        probe = "0xanswer0"
+        full = tokenizer.apply_chat_template(
+            [*user, {"role": "assistant", "content": probe}], tokenize=False
+        )
+        after = full.split(probe, 1)[1]
+        after_ids = tokenizer(after, add_special_tokens=False).input_ids
+        if after_ids:
+            return after_ids[0], (prefix, suffix)
+    if tokenizer.eos_token_id is None:
+        raise ModelSourceError("the LLM's tokenizer has neither a chat template nor an EOS token")
+    bos = tokenizer.bos_token or ""
+    return tokenizer.eos_token_id, (f"{bos}Speech:", "\nInstruction: {instruction}\nAnswer:\n")

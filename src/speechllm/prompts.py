@@ -1,0 +1,120 @@
+"""Task prompts, the answer formats the model is trained to produce, and their parsers.
+
+Answer formats (what the LLM writes after the prompt):
+- `asr`: the transcript, lower case, as SLUE's normalized text.
+- `ner`: the transcript with each entity wrapped inline as `[TAG phrase]`, TAG one of the 7 SLUE
+  tags, e.g. `the [ORG european commission] met in [PLACE brussels] on [WHEN monday]`.
+  Inline markup (rather than a separate entity list) makes the model transcribe and tag in one
+  pass, as SLUE's E2E NER systems do, and keeps every phrase anchored in the transcript.
+- `sa`: one word, `Negative`, `Neutral` or `Positive`.
+
+Parsers never raise on malformed model output: they return what they can and say whether the
+answer was well formed, so callers can count failures.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from speechllm.labels import SENTIMENTS, SLUE_TAGS
+
+TASKS: tuple[str, ...] = ("asr", "ner", "sa")
+
+# Version of the prompt texts below; bump when they change (checkpoints record it).
+PROMPT_VERSION = 1
+
+INSTRUCTIONS: dict[str, str] = {
+    "asr": "Transcribe the speech.",
+    "ner": (
+        "Transcribe the speech and mark named entities inline as [TAG phrase], with TAG one of "
+        + ", ".join(SLUE_TAGS)
+        + "."
+    ),
+    "sa": "What is the sentiment of the speech? Answer Negative, Neutral or Positive.",
+}
+
+_TAG_RE = re.compile(r"\[(" + "|".join(SLUE_TAGS) + r")\s+([^\[\]]+?)\s*\]")
+_BRACKET_RE = re.compile(r"\[[^\[\]]*\]?|\]")
+_SPACES = re.compile(r"\s+")
+
+
+def format_ner(text: str, entities: list[tuple[str, str]]) -> str:
+    """Insert `[TAG phrase]` markup into `text` for each entity, left to right.
+
+    Each phrase is matched at a word boundary after the previous match; a phrase that cannot be
+    found (labels made elsewhere may not match the transcript) is appended at the end so the
+    label is not lost.
+    """
+    out: list[str] = []
+    pos = 0
+    missing: list[str] = []
+    for tag, phrase in entities:
+        m = re.compile(r"(?<!\S)" + re.escape(phrase) + r"(?!\S)").search(text, pos)
+        if m is None:
+            missing.append(f"[{tag} {phrase}]")
+            continue
+        out.append(text[pos : m.start()])
+        out.append(f"[{tag} {phrase}]")
+        pos = m.end()
+    out.append(text[pos:])
+    result = "".join(out)
+    if missing:
+        result = result.rstrip() + " " + " ".join(missing)
+    return _SPACES.sub(" ", result).strip()
+
+
+def target_text(task: str, text: str, entities: list[tuple[str, str]] | None, sentiment: str | None) -> str:
+    """The answer the model is trained to produce for `task` on an utterance."""
+    if task == "asr":
+        return text
+    if task == "ner":
+        if entities is None:
+            raise ValueError("ner target needs entity labels")
+        return format_ner(text, entities)
+    if task == "sa":
+        if sentiment not in SENTIMENTS:
+            raise ValueError(f"sa target needs a sentiment in {SENTIMENTS}, got {sentiment!r}")
+        return sentiment
+    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+
+
+@dataclass
+class NerParse:
+    """A parsed NER answer."""
+
+    text: str
+    """The transcript with markup removed."""
+    entities: list[tuple[str, str]] = field(default_factory=list)
+    """(tag, phrase) pairs in order."""
+    ok: bool = True
+    """False when the answer held malformed markup (unknown tag, unbalanced brackets)."""
+
+
+def parse_ner(answer: str) -> NerParse:
+    """Parse an inline-markup NER answer. Never raises."""
+    entities = [(m.group(1), _SPACES.sub(" ", m.group(2)).strip()) for m in _TAG_RE.finditer(answer)]
+    plain = _TAG_RE.sub(lambda m: m.group(2), answer)
+    # Anything bracket-like left over is malformed markup: drop the brackets and any tag-like
+    # first word so the transcript stays usable, and flag the answer.
+    ok = _BRACKET_RE.search(plain) is None
+    if not ok:
+        plain = _BRACKET_RE.sub(lambda m: " " + _strip_tag(m.group(0)) + " ", plain)
+    return NerParse(text=_SPACES.sub(" ", plain).strip(), entities=entities, ok=ok)
+
+
+def _strip_tag(fragment: str) -> str:
+    inner = fragment.strip("[]").strip()
+    first, _, rest = inner.partition(" ")
+    return rest if first.isupper() and rest else ("" if first.isupper() else inner)
+
+
+def parse_sentiment(answer: str) -> str | None:
+    """The sentiment class named by an answer, or None if it names none (or several)."""
+    found = {s for s in SENTIMENTS if re.search(rf"\b{s}\b", answer, flags=re.IGNORECASE)}
+    return found.pop() if len(found) == 1 else None
+
+
+def parse_asr(answer: str) -> str:
+    """A transcript answer, whitespace-normalised (markup, if the model emitted any, removed)."""
+    return parse_ner(answer).text

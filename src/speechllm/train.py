@@ -1,0 +1,246 @@
+"""`speechllm train CONFIG.yaml`: one readable training loop over declared components.
+
+Runs under HF accelerate, so `accelerate launch --num_processes N -m speechllm.cli train ...` gives
+DDP unchanged. The frozen encoder's outputs are cached on disk first; each step then draws a
+task-mixed batch (a pure function of seed and step, so `--resume` replays exactly), runs the LLM
+under autocast, and updates only the adapter (and LoRA, heads). Checkpoints are written atomically
+(temp folder, then rename) with optimizer, scheduler and RNG state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from safetensors.torch import load_file, save_file
+
+from speechllm.config import RunConfig
+from speechllm.data import Example, TaskMixSampler, collate_frames, examples_for
+from speechllm.features import FeatureCache
+from speechllm.inference import evaluate
+from speechllm.manifest import Utterance, read_manifest
+from speechllm.model import Batch, SpeechLLM
+
+CHECKPOINTS = "checkpoints"
+
+
+def load_utterances(paths: list[str], max_seconds: float) -> list[Utterance]:
+    utts: list[Utterance] = []
+    for p in paths:
+        utts += [u for u in read_manifest(p, require_audio=True) if (u.duration or 0) <= max_seconds]
+    return utts
+
+
+def lr_lambda(config: RunConfig):
+    """Linear warm-up, then cosine decay to 10% of the peak at max_steps."""
+    warm, total = max(1, config.train.warmup_steps), max(1, config.train.max_steps)
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint (temp folders of a killed save are ignored)."""
+    root = output_dir / CHECKPOINTS
+    if not root.is_dir():
+        return None
+    done = sorted(p for p in root.glob("step-*") if p.is_dir() and (p / "state.json").is_file() and not p.name.endswith(".tmp"))
+    return done[-1] if done else None
+
+
+def save_checkpoint(output_dir: Path, model: SpeechLLM, optimizer, scheduler, step: int, elapsed: float, keep: int) -> Path:
+    root = output_dir / CHECKPOINTS
+    final = root / f"step-{step:07d}"
+    tmp = root / f"step-{step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(model.trainable_state_dict(), str(tmp / "trainable.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    # Plain tensors and ints only, so the file loads with torch.load(weights_only=True).
+    rng = {
+        "torch": torch.get_rng_state(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+        "python": random.getstate(),
+    }
+    torch.save(rng, tmp / "rng.pt")
+    # state.json last: its presence marks the checkpoint complete.
+    (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed}))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: Path, model: SpeechLLM, optimizer, scheduler) -> tuple[int, float]:
+    state = load_file(str(path / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+    optim = torch.load(path / "optim.pt", weights_only=True)
+    optimizer.load_state_dict(optim["optimizer"])
+    scheduler.load_state_dict(optim["scheduler"])
+    rng = torch.load(path / "rng.pt", weights_only=True)
+    torch.set_rng_state(rng["torch"])
+    name, keys, pos, has_gauss, gauss = rng["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(rng["python"])
+    meta = json.loads((path / "state.json").read_text())
+    return int(meta["step"]), float(meta["elapsed_s"])
+
+
+def make_batch(examples: list[Example], cache: FeatureCache) -> Batch:
+    frames, lengths = collate_frames([cache.get(e.utt.audio) for e in examples])
+    return Batch(
+        frames=frames,
+        frame_lengths=lengths,
+        tasks=[e.task for e in examples],
+        answers=[e.answer for e in examples],
+        transcripts=[e.utt.text for e in examples],
+    )
+
+
+def train(config: RunConfig, resume: bool = False, console: Console | None = None) -> Path:
+    """Train per `config`; returns the final model directory (`<output_dir>/model`)."""
+    console = console or Console(stderr=True)
+    tc, dc = config.train, config.data
+    accelerator = Accelerator(
+        mixed_precision="bf16" if tc.precision == "bf16" else "no",
+        gradient_accumulation_steps=tc.grad_accum,
+        # The CTC blank is unused when ctc_weight = 0; DDP must tolerate that.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    main = accelerator.is_main_process
+    out = Path(tc.output_dir)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    torch.manual_seed(tc.seed)
+    random.seed(tc.seed)
+    np.random.seed(tc.seed)
+
+    model = SpeechLLM.from_config(config.model)
+    if tc.init_from:
+        model.load_trained(Path(tc.init_from) / "model" if (Path(tc.init_from) / "model").is_dir() else tc.init_from, strict=False)
+    train_utts = load_utterances(dc.train, dc.max_seconds)
+    eval_utts = load_utterances(dc.eval, dc.max_seconds)[: dc.max_eval_utterances]
+    examples = examples_for(train_utts, dc.tasks)
+    if main:
+        counts = {t: len(v) for t, v in examples.items()}
+        console.print(f"[bold]train[/] {len(train_utts)} utterances, examples per task {counts}; eval {len(eval_utts)}")
+
+    cache = FeatureCache(model.encoder, tc.feature_cache)
+    _build_cache(cache, [u.audio for u in train_utts + eval_utts], accelerator, console)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+    start_step, elapsed0 = 0, 0.0
+    ckpt = latest_checkpoint(out) if resume else None
+    if ckpt is not None:
+        start_step, elapsed0 = load_checkpoint(ckpt, model, optimizer, scheduler)
+        if main:
+            console.print(f"resumed from {ckpt} (step {start_step})")
+    ddp_model, optimizer = accelerator.prepare(model, optimizer)
+    sampler = TaskMixSampler(examples, dc.task_weights, tc.batch_size, tc.seed, accelerator.process_index, accelerator.num_processes)
+    log_path = out / "metrics.jsonl"
+
+    def log(record: dict[str, Any]) -> None:
+        if main:
+            with log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    t0 = time.monotonic() - elapsed0
+    step = start_step
+    running: dict[str, float] = {}
+    progress = Progress(
+        TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not main,
+    )
+    with progress:
+        bar = progress.add_task("train", total=tc.max_steps, completed=step, info="")
+        while step < tc.max_steps:
+            ddp_model.train()
+            for micro in range(tc.grad_accum):
+                batch = make_batch(sampler.batch(step * tc.grad_accum + micro), cache)
+                with accelerator.accumulate(ddp_model), accelerator.autocast():
+                    losses = ddp_model(batch, ctc_weight=tc.ctc_weight)
+                    accelerator.backward(losses["loss"])
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(params, tc.grad_clip)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                for k, v in losses.items():
+                    running[k] = running.get(k, 0.0) + float(v.detach()) / tc.grad_accum
+            scheduler.step()
+            step += 1
+            minutes = (time.monotonic() - t0) / 60
+            if step % tc.log_every == 0 or step == tc.max_steps:
+                record = {"step": step, "minutes": round(minutes, 3), "lr": scheduler.get_last_lr()[0]}
+                record.update({k: round(v / tc.log_every, 4) for k, v in running.items()})
+                log(record)
+                progress.update(bar, info=f"loss {record.get('loss', 0):.3f}")
+                running = {}
+            progress.update(bar, completed=step)
+            out_of_time = tc.max_minutes is not None and minutes >= tc.max_minutes
+            if (tc.eval_every and step % tc.eval_every == 0) and eval_utts and not out_of_time:
+                _evaluate(accelerator, model, eval_utts, cache, dc.tasks, step, minutes, log, console)
+            if (step % tc.save_every == 0 or step == tc.max_steps or out_of_time) and main:
+                save_checkpoint(out, model, optimizer, scheduler, step, time.monotonic() - t0, tc.keep_checkpoints)
+            accelerator.wait_for_everyone()
+            if out_of_time:
+                if main:
+                    console.print(f"stopping at step {step}: max_minutes={tc.max_minutes} reached")
+                break
+    minutes = (time.monotonic() - t0) / 60
+    final_metrics = _evaluate(accelerator, model, eval_utts, cache, dc.tasks, step, minutes, log, console) if eval_utts else {}
+    if main:
+        model.save(out / "model")
+        (out / "model" / "train_summary.json").write_text(
+            json.dumps({"steps": step, "minutes": round(minutes, 2), "train_utterances": len(train_utts), "eval": final_metrics}, indent=2) + "\n"
+        )
+    accelerator.wait_for_everyone()
+    return out / "model"
+
+
+def _build_cache(cache: FeatureCache, audio: list[str], accelerator: Accelerator, console: Console) -> None:
+    """Each process encodes its share; then every process loads all entries from disk."""
+    unique = sorted(set(audio))
+    mine = unique[accelerator.process_index :: accelerator.num_processes]
+    with Progress(TextColumn("[bold]encoder cache"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console, disable=not accelerator.is_main_process) as p:
+        bar = p.add_task("cache", total=len(mine))
+        cache.build(mine, progress=lambda n: p.advance(bar, n))
+    accelerator.wait_for_everyone()
+    cache.build(unique)
+
+
+def _evaluate(accelerator, model, utts, cache, tasks, step, minutes, log, console) -> dict[str, Any]:
+    if not accelerator.is_main_process:
+        return {}
+    model.eval()
+    with torch.no_grad():
+        metrics, _ = evaluate(model, utts, [cache.get(u.audio) for u in utts], tasks)
+    record = {"eval": True, "step": step, "minutes": round(minutes, 3), **{k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()}}
+    log(record)
+    console.print(f"[bold green]eval[/] step {step}: " + ", ".join(f"{k} {v}" for k, v in record.items() if k not in ("eval", "step")))
+    model.train()
+    return metrics

@@ -1,0 +1,54 @@
+import pytest
+
+from speechllm.prompts import format_ner, parse_ner, parse_sentiment, target_text
+
+
+def test_format_then_parse_round_trip():
+    text = "the european commission met in brussels on monday"
+    ents = [("ORG", "european commission"), ("PLACE", "brussels"), ("WHEN", "monday")]
+    answer = format_ner(text, ents)
+    assert answer == "the [ORG european commission] met in [PLACE brussels] on [WHEN monday]"
+    parsed = parse_ner(answer)
+    assert parsed.ok and parsed.text == text and parsed.entities == ents
+
+
+def test_repeated_entity_is_marked_each_time_in_order():
+    answer = format_ner("france and france", [("PLACE", "france"), ("PLACE", "france")])
+    assert answer == "[PLACE france] and [PLACE france]"
+
+
+def test_phrase_not_in_text_is_kept_not_lost():
+    answer = format_ner("hello world", [("PERSON", "bob")])
+    assert parse_ner(answer).entities == [("PERSON", "bob")]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["[ORG unclosed", "stray ] bracket", "[FOO bar] baz", "[]", "[[ORG x]]", "", "[ORG ]"],
+)
+def test_malformed_ner_never_raises_and_is_flagged(answer):
+    parsed = parse_ner(answer)
+    assert isinstance(parsed.text, str)
+    assert "[" not in parsed.text and "]" not in parsed.text
+    if answer:
+        assert not parsed.ok or parsed.entities
+
+
+def test_malformed_keeps_words():
+    assert parse_ner("[FOO bar] baz").text == "bar baz"
+
+
+@pytest.mark.parametrize(
+    ("answer", "label"),
+    [("Positive", "Positive"), ("negative.", "Negative"), (" Neutral\n", "Neutral"), ("Positive or Negative", None), ("great", None)],
+)
+def test_parse_sentiment(answer, label):
+    assert parse_sentiment(answer) == label
+
+
+def test_target_text_requires_labels():
+    with pytest.raises(ValueError):
+        target_text("ner", "x", None, None)
+    with pytest.raises(ValueError):
+        target_text("sa", "x", None, "happy")
+    assert target_text("sa", "x", None, "Neutral") == "Neutral"

@@ -1,0 +1,99 @@
+"""Tiny randomly initialised Whisper and Llama models, built in code (no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperModel,
+)
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+CORPUS = [
+    "the european commission met in brussels on monday",
+    "transcribe the speech and mark named entities inline as tag phrase",
+    "place quant org when norp person law negative neutral positive",
+    "what is the sentiment of the speech answer",
+    "second the economic benefits will bring benefits to all citizens",
+]
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<unk>", "<|im_start|>", "<|im_end|>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS * 3, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+    )
+    fast.chat_template = CHATML
+    return fast
+
+
+def tiny_llm(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_whisper(seed: int = 0) -> WhisperModel:
+    torch.manual_seed(seed)
+    config = WhisperConfig(
+        vocab_size=100,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+        num_mel_bins=80,
+        d_model=32,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_layers=1,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=1500,
+        max_target_positions=64,
+    )
+    return WhisperModel(config).eval()
+
+
+def save_tiny_models(root: Path) -> tuple[Path, Path]:
+    """Write a tiny Whisper dir and a tiny LLM dir under `root`; return (whisper_dir, llm_dir)."""
+    wdir, ldir = root / "tiny-whisper", root / "tiny-llm"
+    if not (wdir / "config.json").exists():
+        tiny_whisper().save_pretrained(wdir)
+        WhisperFeatureExtractor(feature_size=80).save_pretrained(wdir)
+    if not (ldir / "config.json").exists():
+        tok = tiny_tokenizer()
+        tiny_llm(len(tok)).save_pretrained(ldir)
+        tok.save_pretrained(ldir)
+    return wdir, ldir
