@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -223,5 +222,5 @@ def demo(
         _fail(exc)
 
 
-def main() -> None:  # pragma: no cover - entry point
-    sys.exit(app())
+if __name__ == "__main__":  # `python -m speechllm.cli` (used by `accelerate launch -m`)
+    app()

@@ -31,6 +31,7 @@ from speechllm.errors import ModelSourceError
 from speechllm.prompts import INSTRUCTIONS, PROMPT_VERSION, TASKS
 
 SPEECH_PLACEHOLDER = "<|speech|>"
+SYSTEM_PROMPT = "You understand speech."
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "speechllm_config.json"
 
@@ -160,11 +161,14 @@ class SpeechLLM(nn.Module):
         speech, lengths = self.speech_embeddings(batch.frames, batch.frame_lengths)
         inputs, mask, labels = self._assemble(speech, lengths, batch.tasks, batch.answers, left_pad=False)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.llm(inputs_embeds=inputs, attention_mask=mask, position_ids=positions)
-        logits = out.logits[:, :-1].float()
-        lm_loss = nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
-        )
+        # Run the decoder body, then the LM head only where a label is predicted: the head over a
+        # ~50k vocabulary at every prompt/speech position would cost ~20% of the step for nothing.
+        causal = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+        hidden = causal.get_decoder()(inputs_embeds=inputs, attention_mask=mask, position_ids=positions).last_hidden_state
+        targets = labels[:, 1:]
+        picked = hidden[:, :-1][targets != -100]  # N, D
+        logits = causal.get_output_embeddings()(picked).float()  # N, V
+        lm_loss = nn.functional.cross_entropy(logits, targets[targets != -100])
         result = {"lm_loss": lm_loss, "loss": lm_loss}
         if ctc_weight > 0 and batch.transcripts is not None:
             ctc = self.ctc_loss(speech, lengths, batch.transcripts)
@@ -318,7 +322,14 @@ def _prompt_templates(tokenizer: PreTrainedTokenizerBase) -> tuple[int, tuple[st
     if getattr(tokenizer, "chat_template", None):
         marker = "\x00INSTR\x00"
         user = [{"role": "user", "content": f"{SPEECH_PLACEHOLDER}\n{marker}"}]
-        text = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+        # A short system turn replaces long default ones (SmolLM2 adds ~20 tokens otherwise);
+        # templates that refuse a system role get none.
+        system = [{"role": "system", "content": SYSTEM_PROMPT}]
+        try:
+            text = tokenizer.apply_chat_template(system + user, add_generation_prompt=True, tokenize=False)
+            user = system + user
+        except Exception:  # jinja raises its own TemplateError types per template
+            text = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
         prefix, _, suffix = text.partition(SPEECH_PLACEHOLDER)
         suffix = suffix.replace(marker, "{instruction}")
         probe = "0xanswer0"

