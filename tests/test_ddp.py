@@ -18,11 +18,13 @@ def test_two_process_ddp_keeps_ranks_identical(tiny_dirs, tmp_path):
         sys.executable,
         "-m",
         "accelerate.commands.launch",
+        # --multi_gpu selects the torchrun launcher; with no GPU accelerate runs DDP over gloo
+        # on the CPU (--cpu would launch a single process).
+        "--multi_gpu",
         "--num_processes",
         "2",
         "--num_machines",
         "1",
-        "--cpu",
         "--mixed_precision",
         "no",
         "--dynamo_backend",

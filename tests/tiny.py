@@ -60,6 +60,8 @@ def tiny_llm(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
         num_key_value_heads=2,
         max_position_embeddings=512,
         tie_word_embeddings=True,
+        # Larger than the 0.02 default so a random model has logits that inputs can move.
+        initializer_range=0.3,
     )
     return LlamaForCausalLM(config).eval()
 

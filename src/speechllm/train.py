@@ -124,6 +124,9 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     console = console or Console(stderr=True)
     tc, dc = config.train, config.data
     accelerator = Accelerator(
+        # Without a GPU, processes started by `accelerate launch --multi_gpu` (torchrun) then run
+        # DDP over gloo on the CPU instead of falling back to independent single processes.
+        cpu=not torch.cuda.is_available(),
         mixed_precision="bf16" if tc.precision == "bf16" else "no",
         gradient_accumulation_steps=tc.grad_accum,
         # The CTC blank is unused when ctc_weight = 0; DDP must tolerate that.
