@@ -45,13 +45,13 @@ def test_cli_round_trip(tmp_path, shared):
     cfg = {
         "model": {"encoder": "whisper-tiny.en", "llm": "smollm2-135m-instruct", "max_new_tokens": 16},
         "data": {"train": [str(tmp_path / "tts/manifest.jsonl")], "eval": [str(tmp_path / "tts/manifest.jsonl")], "tasks": ["asr", "ner"], "max_eval_utterances": 2},
-        "train": {"output_dir": str(tmp_path / "run"), "batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "max_steps": 16, "eval_every": 0, "save_every": 8, "log_every": 4, "precision": "bf16", "feature_cache": str(tmp_path / "features")},
+        "train": {"output_dir": str(tmp_path / "run"), "batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "max_steps": 16, "eval_every": 0, "save_every": 8, "log_every": 4, "precision": "fp32", "feature_cache": str(tmp_path / "features")},
     }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     invoke("train", str(tmp_path / "cfg.yaml"))
     log = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     losses = [r["lm_loss"] for r in log if "lm_loss" in r]
-    assert losses[-1] < 0.7 * losses[0], losses
+    assert losses[-1] < 0.85 * losses[0], losses
     assert [r for r in log if r.get("eval")][-1]["n"] == 2
 
     info = invoke("info", str(tmp_path / "run"))

@@ -117,8 +117,10 @@ class TrainConfig:
     """Stop (and save) after this many minutes of training, whatever `max_steps` says."""
     grad_clip: float = 1.0
     """Max global gradient norm."""
-    precision: Literal["fp32", "bf16"] = "bf16"
-    """Autocast dtype for the LLM forward/backward (bf16 is about 2x faster on a modern CPU)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Autocast dtype. bf16 pays off on GPUs and CPUs with native bf16 (AVX512-BF16/AMX); on CPUs
+    without it (e.g. the 2-core AMD EPYC this was developed on) a bf16 backward step measured
+    25x slower than fp32, hence the fp32 default."""
     ctc_weight: float = 1.0
     """Weight of the auxiliary CTC loss on the adapter output over the LLM's vocabulary (logits =
     adapter output x the LLM's input-embedding table, plus a learned blank); 0 disables it. It
