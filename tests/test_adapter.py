@@ -35,7 +35,9 @@ def test_embedding_scale_matches_target_rms():
     assert torch.allclose(rms, torch.full_like(rms, 0.05), rtol=1e-3)
 
 
-@pytest.mark.parametrize("bad", [{"depth": 0}, {"activation": "tanh"}, {"kind": "conv"}, {"stack": 0}])
+@pytest.mark.parametrize(
+    "bad", [{"depth": 0}, {"activation": "tanh"}, {"kind": "conv"}, {"stack": 0}]
+)
 def test_bad_adapter_config_is_a_clear_error(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         build_adapter(8, 8, AdapterConfig(**bad))

@@ -29,9 +29,25 @@ def invoke(*args: str):
 def test_cli_round_trip(tmp_path, shared):
     # import: SLUE tsv -> text manifest
     out = tmp_path / "slue.jsonl"
-    invoke("data", "import", "slue-voxpopuli", str(shared / "data/slue-voxpopuli/slue-voxpopuli_dev.tsv"), "--out", str(out), "--limit", "3")
+    invoke(
+        "data",
+        "import",
+        "slue-voxpopuli",
+        str(shared / "data/slue-voxpopuli/slue-voxpopuli_dev.tsv"),
+        "--out",
+        str(out),
+        "--limit",
+        "3",
+    )
     assert len(read_manifest(out)) == 3
-    invoke("data", "import", "librispeech", str(shared / "data/librispeech-sample"), "--out", str(tmp_path / "libri.jsonl"))
+    invoke(
+        "data",
+        "import",
+        "librispeech",
+        str(shared / "data/librispeech-sample"),
+        "--out",
+        str(tmp_path / "libri.jsonl"),
+    )
     assert len(read_manifest(tmp_path / "libri.jsonl", require_audio=True)) == 4
 
     # synth: short sentences so each training step is quick
@@ -43,9 +59,29 @@ def test_cli_round_trip(tmp_path, shared):
 
     # train: a few steps on the real models; the LM loss must fall
     cfg = {
-        "model": {"encoder": "whisper-tiny.en", "llm": "smollm2-135m-instruct", "max_new_tokens": 16},
-        "data": {"train": [str(tmp_path / "tts/manifest.jsonl")], "eval": [str(tmp_path / "tts/manifest.jsonl")], "tasks": ["asr", "ner"], "max_eval_utterances": 2},
-        "train": {"output_dir": str(tmp_path / "run"), "batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "max_steps": 16, "eval_every": 0, "save_every": 8, "log_every": 4, "precision": "fp32", "feature_cache": str(tmp_path / "features")},
+        "model": {
+            "encoder": "whisper-tiny.en",
+            "llm": "smollm2-135m-instruct",
+            "max_new_tokens": 16,
+        },
+        "data": {
+            "train": [str(tmp_path / "tts/manifest.jsonl")],
+            "eval": [str(tmp_path / "tts/manifest.jsonl")],
+            "tasks": ["asr", "ner"],
+            "max_eval_utterances": 2,
+        },
+        "train": {
+            "output_dir": str(tmp_path / "run"),
+            "batch_size": 4,
+            "lr": 3e-3,
+            "warmup_steps": 2,
+            "max_steps": 16,
+            "eval_every": 0,
+            "save_every": 8,
+            "log_every": 4,
+            "precision": "fp32",
+            "feature_cache": str(tmp_path / "features"),
+        },
     }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     invoke("train", str(tmp_path / "cfg.yaml"))
@@ -60,7 +96,9 @@ def test_cli_round_trip(tmp_path, shared):
     # infer: JSON per file; a corrupt file gets an error entry, the good one still decodes
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF not really audio")
-    result = runner.invoke(app, ["infer", "--model", str(tmp_path / "run"), "--task", "all", spoken[0].audio, str(bad)])
+    result = runner.invoke(
+        app, ["infer", "--model", str(tmp_path / "run"), "--task", "all", spoken[0].audio, str(bad)]
+    )
     assert result.exit_code == 1, result.output
     decoded = json.loads(result.stdout)
     assert {"transcript", "entities", "sentiment", "raw"} <= decoded[0].keys()

@@ -11,8 +11,8 @@ from speechllm.model import Batch, SpeechLLM
 
 
 def make_model(tiny_dirs, **kw) -> SpeechLLM:
-    w, l = tiny_dirs
-    cfg = ModelConfig(encoder=str(w), llm=str(l), adapter=AdapterConfig(hidden=48), **kw)
+    w, lm = tiny_dirs
+    cfg = ModelConfig(encoder=str(w), llm=str(lm), adapter=AdapterConfig(hidden=48), **kw)
     torch.manual_seed(0)
     return SpeechLLM.from_config(cfg).eval()
 
@@ -37,7 +37,9 @@ def test_loss_only_on_answer_tokens(tiny_dirs):
     m = make_model(tiny_dirs)
     speech = torch.randn(2, 6, m.llm.config.hidden_size)
     answers = ["the european commission", "Positive"]
-    inputs, mask, labels = m._assemble(speech, torch.tensor([6, 4]), ["asr", "sa"], answers, left_pad=False)
+    _, mask, labels = m._assemble(
+        speech, torch.tensor([6, 4]), ["asr", "sa"], answers, left_pad=False
+    )
     for i, ans in enumerate(answers):
         ids = m.answer_ids(ans)
         supervised = labels[i][labels[i] != -100].tolist()
@@ -53,7 +55,10 @@ def test_training_forward_backward_touches_only_trainable(tiny_dirs):
     m = make_model(tiny_dirs)
     m.train()
     frames, lengths = m.encoder(waves(1.0, 0.7))
-    out = m(Batch(frames, lengths, ["asr", "ner"], ["hello", "[ORG hello]"], ["hello", "hello"]), ctc_weight=1.0)
+    out = m(
+        Batch(frames, lengths, ["asr", "ner"], ["hello", "[ORG hello]"], ["hello", "hello"]),
+        ctc_weight=1.0,
+    )
     assert {"loss", "lm_loss", "ctc_loss"} <= out.keys()
     out["loss"].backward()
     assert all(p.grad is not None for p in m.adapter.parameters())
@@ -66,7 +71,12 @@ def test_batched_generation_equals_one_by_one(tiny_dirs):
     frames, lengths = m.encoder(waves(0.5, 1.7, 1.1, 0.9))
     tasks = ["asr", "ner", "sa", "asr"]
     batched = m.generate(frames, lengths, tasks, max_new_tokens=12)
-    single = [m.generate(frames[i : i + 1, : lengths[i]], lengths[i : i + 1], [tasks[i]], max_new_tokens=12)[0] for i in range(4)]
+    single = [
+        m.generate(
+            frames[i : i + 1, : lengths[i]], lengths[i : i + 1], [tasks[i]], max_new_tokens=12
+        )[0]
+        for i in range(4)
+    ]
     assert batched == single
     assert any(batched)  # random weights still emit tokens
 
@@ -82,7 +92,9 @@ def test_save_load_restores_identical_logits(tiny_dirs, tmp_path, lora):
     batch = Batch(frames, lengths, ["asr"], ["hello"], None)
     before = m(batch)["lm_loss"]
     m.save(tmp_path / "run")
-    saved = set(__import__("safetensors.torch").torch.load_file(str(tmp_path / "run/model.safetensors")))
+    saved = set(
+        __import__("safetensors.torch").torch.load_file(str(tmp_path / "run/model.safetensors"))
+    )
     assert any(k.startswith("adapter.") for k in saved)
     assert any("lora_" in k for k in saved) == lora
     assert not any(k.startswith(("encoder.", "llm.")) and "lora_" not in k for k in saved)

@@ -40,7 +40,13 @@ def test_malformed_keeps_words():
 
 @pytest.mark.parametrize(
     ("answer", "label"),
-    [("Positive", "Positive"), ("negative.", "Negative"), (" Neutral\n", "Neutral"), ("Positive or Negative", None), ("great", None)],
+    [
+        ("Positive", "Positive"),
+        ("negative.", "Negative"),
+        (" Neutral\n", "Neutral"),
+        ("Positive or Negative", None),
+        ("great", None),
+    ],
 )
 def test_parse_sentiment(answer, label):
     assert parse_sentiment(answer) == label

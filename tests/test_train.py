@@ -9,7 +9,14 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from speechllm.config import AdapterConfig, DataConfig, LoraSettings, ModelConfig, RunConfig, TrainConfig
+from speechllm.config import (
+    AdapterConfig,
+    DataConfig,
+    LoraSettings,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from speechllm.manifest import Utterance, write_manifest
 from speechllm.train import latest_checkpoint, train
 
@@ -24,28 +31,52 @@ def make_corpus(root, n=12, seed=0):
     for i in range(n):
         words = list(rng.choice(WORDS, size=3))
         t = np.arange(int(0.25 * 16000)) / 16000
-        audio = np.concatenate([0.3 * np.sin(2 * np.pi * (200 + 90 * WORDS.index(w)) * t) for w in words])
+        audio = np.concatenate(
+            [0.3 * np.sin(2 * np.pi * (200 + 90 * WORDS.index(w)) * t) for w in words]
+        )
         path = root / "wav" / f"u{i}.wav"
         sf.write(path, audio.astype(np.float32), 16000)
         text = " ".join(words)
         ents = [("PLACE", "brussels")] if "brussels" in words else []
-        utts.append(Utterance(f"u{i}", str(path), len(audio) / 16000, text, ents, ["Negative", "Neutral", "Positive"][i % 3], "train"))
+        utts.append(
+            Utterance(
+                f"u{i}",
+                str(path),
+                len(audio) / 16000,
+                text,
+                ents,
+                ["Negative", "Neutral", "Positive"][i % 3],
+                "train",
+            )
+        )
     write_manifest(root / "m.jsonl", utts)
     return root / "m.jsonl"
 
 
 def tiny_run(tiny_dirs, tmp_path, steps=30, lora=False, **train_kw) -> RunConfig:
-    w, l = tiny_dirs
+    w, lm = tiny_dirs
     manifest = make_corpus(tmp_path / "data")
     return RunConfig(
-        model=ModelConfig(encoder=str(w), llm=str(l), adapter=AdapterConfig(hidden=64), max_new_tokens=8,
+        model=ModelConfig(
+            encoder=str(w),
+            llm=str(lm),
+            adapter=AdapterConfig(hidden=64),
+            max_new_tokens=8,
             lora=LoraSettings(enabled=lora, r=8, alpha=16, dropout=0.0),
         ),
         data=DataConfig(train=[str(manifest)], eval=[str(manifest)], max_eval_utterances=4),
         train=TrainConfig(
-            output_dir=str(tmp_path / "run"), batch_size=4, lr=3e-3, warmup_steps=2, max_steps=steps,
-            eval_every=0, save_every=5, log_every=5, precision="fp32",
-            feature_cache=str(tmp_path / "features"), **train_kw,
+            output_dir=str(tmp_path / "run"),
+            batch_size=4,
+            lr=3e-3,
+            warmup_steps=2,
+            max_steps=steps,
+            eval_every=0,
+            save_every=5,
+            log_every=5,
+            precision="fp32",
+            feature_cache=str(tmp_path / "features"),
+            **train_kw,
         ),
     )
 
@@ -74,7 +105,9 @@ def test_feature_cache_is_reused(tiny_dirs, tmp_path):
     stamp = [f.stat().st_mtime_ns for f in files]
     cfg.train.output_dir = str(tmp_path / "run2")
     train(cfg)
-    assert [f.stat().st_mtime_ns for f in sorted((tmp_path / "features").rglob("*.safetensors"))] == stamp
+    assert [
+        f.stat().st_mtime_ns for f in sorted((tmp_path / "features").rglob("*.safetensors"))
+    ] == stamp
 
 
 def test_resume_gives_identical_weights(tiny_dirs, tmp_path):
@@ -103,5 +136,5 @@ def test_missing_training_data_is_a_clear_error(tiny_dirs, tmp_path):
     cfg = tiny_run(tiny_dirs, tmp_path)
     cfg.data.tasks = ["sa"]
     cfg.data.train = [str(tmp_path / "nope.jsonl")]
-    with pytest.raises(Exception, match="nope.jsonl"):
+    with pytest.raises(Exception, match=r"nope\.jsonl"):
         train(cfg)

@@ -53,7 +53,9 @@ class SpeechAdapter(nn.Module):
 
     stride: int = 1
 
-    def __init__(self, d_in: int, d_out: int, config: AdapterConfig, target_rms: float | None) -> None:
+    def __init__(
+        self, d_in: int, d_out: int, config: AdapterConfig, target_rms: float | None
+    ) -> None:
         super().__init__()
         self.config = config
         self.norm = nn.LayerNorm(d_in) if config.input_norm else nn.Identity()
@@ -64,7 +66,9 @@ class SpeechAdapter(nn.Module):
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return (lengths + self.stride - 1) // self.stride
 
-    def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, frames: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """frames (B, T, C), lengths (B,) -> embeddings (B, T', D), lengths (B,)."""
         x = self.group(frames)
         return self.scale(self.mlp(self.norm(x))), self.output_lengths(lengths)
@@ -76,7 +80,9 @@ class SpeechAdapter(nn.Module):
 class StackingAdapter(SpeechAdapter):
     """Stack k frames then MLP: (B, T, C) -> (B, ceil(T/k), k*C) -> (B, ceil(T/k), D)."""
 
-    def __init__(self, d_in: int, d_out: int, config: AdapterConfig, target_rms: float | None = None) -> None:
+    def __init__(
+        self, d_in: int, d_out: int, config: AdapterConfig, target_rms: float | None = None
+    ) -> None:
         if config.stack < 1:
             raise ValueError(f"adapter.stack must be >= 1, got {config.stack}")
         self.stride = config.stack
@@ -95,12 +101,16 @@ class StackingAdapter(SpeechAdapter):
 class BaselineProjector(SpeechAdapter):
     """No down-sampling: (B, T, C) -> (B, T, D) through a wider MLP (hidden x4)."""
 
-    def __init__(self, d_in: int, d_out: int, config: AdapterConfig, target_rms: float | None = None) -> None:
+    def __init__(
+        self, d_in: int, d_out: int, config: AdapterConfig, target_rms: float | None = None
+    ) -> None:
         wide = AdapterConfig(**{**config.__dict__, "hidden": config.hidden * 4})
         super().__init__(d_in, d_out, wide, target_rms)
 
 
-def build_adapter(d_in: int, d_out: int, config: AdapterConfig, target_rms: float | None = None) -> SpeechAdapter:
+def build_adapter(
+    d_in: int, d_out: int, config: AdapterConfig, target_rms: float | None = None
+) -> SpeechAdapter:
     """The adapter named by `config.kind`."""
     if config.kind == "stack":
         return StackingAdapter(d_in, d_out, config, target_rms)

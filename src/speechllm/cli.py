@@ -13,7 +13,9 @@ from rich.table import Table
 from speechllm.errors import SpeechLLMError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-models_app = typer.Typer(no_args_is_help=True, help="Pretrained models: packaged names and the local cache.")
+models_app = typer.Typer(
+    no_args_is_help=True, help="Pretrained models: packaged names and the local cache."
+)
 data_app = typer.Typer(no_args_is_help=True, help="Manifests: import corpora, synthesize speech.")
 import_app = typer.Typer(no_args_is_help=True, help="Turn a corpus into a manifest.")
 app.add_typer(models_app, name="models")
@@ -43,7 +45,13 @@ def models_list() -> None:
 
     table = Table("name", "kind", "fetched", "packages", "description")
     for s in list_sources():
-        table.add_row(s.name, s.kind, "yes" if is_fetched(s.name) else "no", " ".join(s.packages), s.description)
+        table.add_row(
+            s.name,
+            s.kind,
+            "yes" if is_fetched(s.name) else "no",
+            " ".join(s.packages),
+            s.description,
+        )
     Console().print(table)
 
 
@@ -68,7 +76,9 @@ def models_fetch(
 def import_slue(
     tsv: Path,
     out: Annotated[Path, typer.Option(help="Manifest to write (JSONL).")],
-    audio_dir: Annotated[Path | None, typer.Option(help="Folder of <id>.flac; omit for a text-only manifest.")] = None,
+    audio_dir: Annotated[
+        Path | None, typer.Option(help="Folder of <id>.flac; omit for a text-only manifest.")
+    ] = None,
     split: Annotated[str | None, typer.Option(help="Override the split recorded per line.")] = None,
     limit: Annotated[int | None, typer.Option(help="Keep only the first N rows.")] = None,
 ) -> None:
@@ -150,8 +160,12 @@ def info(config: Path) -> None:
 @app.command()
 def train(
     config: Path,
-    resume: Annotated[bool, typer.Option(help="Continue from the newest complete checkpoint.")] = False,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value (YAML value).")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the newest complete checkpoint.")
+    ] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override: section.key=value (YAML value).")
+    ] = None,
 ) -> None:
     """Train a model as CONFIG.yaml says (run under `accelerate launch` for several processes)."""
     from speechllm.config import RunConfig
@@ -210,8 +224,12 @@ def infer(
 
 @app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Where data, features and the run go.")] = Path("work/demo"),
-    minutes: Annotated[float | None, typer.Option(help="Training minutes (default: the demo config's).")] = None,
+    workdir: Annotated[Path, typer.Option(help="Where data, features and the run go.")] = Path(
+        "work/demo"
+    ),
+    minutes: Annotated[
+        float | None, typer.Option(help="Training minutes (default: the demo config's).")
+    ] = None,
 ) -> None:
     """The embedded default: fetch models, synthesize data, fine-tune, show held-out figures."""
     from speechllm.demo import run_demo

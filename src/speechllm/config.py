@@ -85,7 +85,9 @@ class DataConfig:
     """Held-out manifests evaluated every `train.eval_every` steps."""
     tasks: list[Literal["asr", "ner", "sa"]] = field(default_factory=lambda: ["asr", "ner", "sa"])
     """Tasks to train; an utterance yields a task's example only where it has that task's label."""
-    task_weights: dict[str, float] = field(default_factory=lambda: {"asr": 1.0, "ner": 1.0, "sa": 1.0})
+    task_weights: dict[str, float] = field(
+        default_factory=lambda: {"asr": 1.0, "ner": 1.0, "sa": 1.0}
+    )
     """Relative sampling weight of each task when mixing examples into batches."""
     max_eval_utterances: int = 64
     """Utterances decoded per periodic evaluation (the first N of the eval manifests)."""

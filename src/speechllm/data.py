@@ -42,7 +42,15 @@ class TaskMixSampler:
     epoch-wise shuffled order of its examples.
     """
 
-    def __init__(self, examples: dict[str, list[Example]], weights: dict[str, float], batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self,
+        examples: dict[str, list[Example]],
+        weights: dict[str, float],
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         if not examples:
             raise ValueError("no training examples: check the manifests and data.tasks")
         self.examples = examples

@@ -34,11 +34,17 @@ console = Console(stderr=True)
 def shared_dir() -> Path:
     """../shared beside the repo, or $SPEECHLLM_SHARED."""
     env = os.environ.get("SPEECHLLM_SHARED")
-    candidates = [Path(env)] if env else [Path.cwd().parent / "shared", Path(__file__).resolve().parents[3] / "shared"]
+    candidates = (
+        [Path(env)]
+        if env
+        else [Path.cwd().parent / "shared", Path(__file__).resolve().parents[3] / "shared"]
+    )
     for c in candidates:
         if (c / "data").is_dir():
             return c
-    raise ConfigError("the project data folder ../shared was not found; set SPEECHLLM_SHARED to its path")
+    raise ConfigError(
+        "the project data folder ../shared was not found; set SPEECHLLM_SHARED to its path"
+    )
 
 
 def pretrained_dir() -> Path:
@@ -120,7 +126,9 @@ def run_demo(workdir: Path, minutes: float | None = None) -> dict[str, Any]:
         "librispeech_wer": after["librispeech_wer"],
     }
     (workdir / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    console.print(f"demo finished in {summary['minutes_total']} min; summary in {workdir / 'demo_summary.json'}")
+    console.print(
+        f"demo finished in {summary['minutes_total']} min; summary in {workdir / 'demo_summary.json'}"
+    )
     return summary
 
 
@@ -134,7 +142,10 @@ def _held_out(model_dir: Path, workdir: Path, dev_utts, libri, run: RunConfig) -
     cache = FeatureCache(model.encoder, run.train.feature_cache)
     cache.build([u.audio for u in dev_utts + libri])
     metrics, _ = evaluate(model, dev_utts, [cache.get(u.audio) for u in dev_utts], ["asr", "ner"])
-    hyps = [understand({"asr": a})["transcript"] for a in decode(model, [cache.get(u.audio) for u in libri], ["asr"] * len(libri))]
+    hyps = [
+        understand({"asr": a})["transcript"]
+        for a in decode(model, [cache.get(u.audio) for u in libri], ["asr"] * len(libri))
+    ]
     console.print(metrics)
     return {
         "metrics": metrics,

@@ -45,7 +45,9 @@ class SpeechEncoder(nn.Module):
         """16 kHz waveform (N,) -> log-mel (n_mels, N // 160), unpadded."""
         max_samples = self.max_frames * 2 * HOP
         if len(audio) > max_samples:
-            raise AudioError("<audio>", f"{len(audio) / 16000:.1f} s is longer than Whisper's 30 s window")
+            raise AudioError(
+                "<audio>", f"{len(audio) / 16000:.1f} s is longer than Whisper's 30 s window"
+            )
         n_frames = max(2, len(audio) // HOP)
         feats = self.feature_extractor(
             audio,

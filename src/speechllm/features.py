@@ -61,7 +61,12 @@ class FeatureCache:
         self.build([audio_path])
         return self._memory[audio_path].float()
 
-    def build(self, audio_paths: Iterable[str], batch_size: int = 8, progress: Callable[[int], None] | None = None) -> None:
+    def build(
+        self,
+        audio_paths: Iterable[str],
+        batch_size: int = 8,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         """Ensure every file's frames are cached (in memory and on disk)."""
         todo: list[tuple[str, Path]] = []
         for a in audio_paths:

@@ -83,19 +83,37 @@ def evaluate(
         preds.append(p)
     by_id = {p["id"]: p for p in preds}
     metrics: dict[str, Any] = {"n": len(preds)}
-    asr = [(u.text, by_id[u.id]["raw"]["asr"]) for u in utts if "asr" in by_id.get(u.id, {}).get("raw", {})]
+    asr = [
+        (u.text, by_id[u.id]["raw"]["asr"])
+        for u in utts
+        if "asr" in by_id.get(u.id, {}).get("raw", {})
+    ]
     if asr:
         metrics["wer"] = wer([r for r, _ in asr], [parse_asr(h) for _, h in asr])
-    ner = [(u.entities, by_id[u.id]) for u in utts if u.entities is not None and "entities" in by_id.get(u.id, {})]
+    ner = [
+        (u.entities, by_id[u.id])
+        for u in utts
+        if u.entities is not None and "entities" in by_id.get(u.id, {})
+    ]
     if ner:
-        scores = ner_scores([g for g, _ in ner], [[tuple(e) for e in p["entities"]] for _, p in ner])
+        scores = ner_scores(
+            [g for g, _ in ner], [[tuple(e) for e in p["entities"]] for _, p in ner]
+        )
         metrics["ner_f1"] = scores["f1"]
         metrics["ner_label_f1"] = scores["label_f1"]
         metrics["ner_parse_failures"] = sum("ner" in p["parse_failures"] for _, p in ner)
-    sa = [(u.sentiment, by_id[u.id]) for u in utts if u.sentiment is not None and "sentiment" in by_id.get(u.id, {})]
+    sa = [
+        (u.sentiment, by_id[u.id])
+        for u in utts
+        if u.sentiment is not None and "sentiment" in by_id.get(u.id, {})
+    ]
     if sa:
-        metrics["sa_macro_f1"] = sentiment_macro_f1([g for g, _ in sa], [p["sentiment"] for _, p in sa])
+        metrics["sa_macro_f1"] = sentiment_macro_f1(
+            [g for g, _ in sa], [p["sentiment"] for _, p in sa]
+        )
         metrics["sa_parse_failures"] = sum("sa" in p["parse_failures"] for _, p in sa)
     if {"wer", "ner_f1", "sa_macro_f1"} <= metrics.keys():
-        metrics["slue_score"] = slue_score(metrics["wer"], metrics["ner_f1"], metrics["sa_macro_f1"])
+        metrics["slue_score"] = slue_score(
+            metrics["wer"], metrics["ner_f1"], metrics["sa_macro_f1"]
+        )
     return metrics, preds

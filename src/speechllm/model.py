@@ -95,7 +95,9 @@ class SpeechLLM(nn.Module):
             llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(llm_path)
         except OSError as exc:
-            raise ModelSourceError(f"cannot load LLM {config.llm!r} from {llm_path}: {exc}") from exc
+            raise ModelSourceError(
+                f"cannot load LLM {config.llm!r} from {llm_path}: {exc}"
+            ) from exc
         return cls(config, encoder, llm, tokenizer)
 
     # ---------------------------------------------------------------- prompts
@@ -104,16 +106,20 @@ class SpeechLLM(nn.Module):
         prefix, suffix = self._templates
         instruction = INSTRUCTIONS[task]
         pre = self.tokenizer(prefix, add_special_tokens=False).input_ids
-        post = self.tokenizer(suffix.replace("{instruction}", instruction), add_special_tokens=False).input_ids
+        post = self.tokenizer(
+            suffix.replace("{instruction}", instruction), add_special_tokens=False
+        ).input_ids
         return pre, post
 
     def answer_ids(self, answer: str) -> list[int]:
         """Token ids of an answer followed by the stop token."""
-        return self.tokenizer(answer, add_special_tokens=False).input_ids + [self._stop_id]
+        return [*self.tokenizer(answer, add_special_tokens=False).input_ids, self._stop_id]
 
     # ---------------------------------------------------------------- forward
 
-    def speech_embeddings(self, frames: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def speech_embeddings(
+        self, frames: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder frames (B, T, C) -> LLM-space vectors (B, T', D) and lengths (B,)."""
         return self.adapter(frames, lengths)
 
@@ -159,12 +165,16 @@ class SpeechLLM(nn.Module):
         if batch.answers is None:
             raise ValueError("training batch needs answers")
         speech, lengths = self.speech_embeddings(batch.frames, batch.frame_lengths)
-        inputs, mask, labels = self._assemble(speech, lengths, batch.tasks, batch.answers, left_pad=False)
+        inputs, mask, labels = self._assemble(
+            speech, lengths, batch.tasks, batch.answers, left_pad=False
+        )
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         # Run the decoder body, then the LM head only where a label is predicted: the head over a
         # ~50k vocabulary at every prompt/speech position would cost ~20% of the step for nothing.
         causal = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
-        hidden = causal.get_decoder()(inputs_embeds=inputs, attention_mask=mask, position_ids=positions).last_hidden_state
+        hidden = causal.get_decoder()(
+            inputs_embeds=inputs, attention_mask=mask, position_ids=positions
+        ).last_hidden_state
         targets = labels[:, 1:]
         picked = hidden[:, :-1][targets != -100]  # N, D
         logits = causal.get_output_embeddings()(picked).float()  # N, V
@@ -182,12 +192,16 @@ class SpeechLLM(nn.Module):
         table = torch.cat([self.llm.get_input_embeddings().weight, self.ctc_blank[None]], dim=0)
         return speech.float() @ table.float().T
 
-    def ctc_loss(self, speech: torch.Tensor, lengths: torch.Tensor, transcripts: list[str | None]) -> torch.Tensor | None:
+    def ctc_loss(
+        self, speech: torch.Tensor, lengths: torch.Tensor, transcripts: list[str | None]
+    ) -> torch.Tensor | None:
         """CTC over LLM tokens of each transcript; examples without a transcript are skipped."""
         keep = [i for i, t in enumerate(transcripts) if t]
         if not keep:
             return None
-        targets = [self.tokenizer(" " + transcripts[i], add_special_tokens=False).input_ids for i in keep]
+        targets = [
+            self.tokenizer(" " + transcripts[i], add_special_tokens=False).input_ids for i in keep
+        ]
         logp = self.ctc_logits(speech[keep]).log_softmax(-1).transpose(0, 1)  # T', B, V+1
         blank = logp.shape[-1] - 1
         flat = torch.tensor([t for ids in targets for t in ids], dtype=torch.long)
@@ -204,14 +218,24 @@ class SpeechLLM(nn.Module):
     # ---------------------------------------------------------------- inference
 
     @torch.no_grad()
-    def generate(self, frames: torch.Tensor, frame_lengths: torch.Tensor, tasks: list[str], max_new_tokens: int | None = None) -> list[str]:
+    def generate(
+        self,
+        frames: torch.Tensor,
+        frame_lengths: torch.Tensor,
+        tasks: list[str],
+        max_new_tokens: int | None = None,
+    ) -> list[str]:
         """Greedy answers for a batch (left-padded; identical to one-by-one decoding)."""
         speech, lengths = self.speech_embeddings(frames, frame_lengths)
         inputs, mask, _ = self._assemble(speech, lengths, tasks, None, left_pad=True)
         stop_ids = {self._stop_id}
         if self.tokenizer.eos_token_id is not None:
             stop_ids.add(self.tokenizer.eos_token_id)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._stop_id
+        pad_id = (
+            self.tokenizer.pad_token_id
+            if self.tokenizer.pad_token_id is not None
+            else self._stop_id
+        )
         with warnings.catch_warnings():
             # With inputs_embeds the n-gram guard sees only generated tokens: what we want.
             warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*")
@@ -226,7 +250,14 @@ class SpeechLLM(nn.Module):
             texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
         return texts
 
-    def _generate(self, inputs: torch.Tensor, mask: torch.Tensor, max_new_tokens: int | None, stop: list[int], pad_id: int) -> torch.Tensor:
+    def _generate(
+        self,
+        inputs: torch.Tensor,
+        mask: torch.Tensor,
+        max_new_tokens: int | None,
+        stop: list[int],
+        pad_id: int,
+    ) -> torch.Tensor:
         return self.llm.generate(
             inputs_embeds=inputs,
             attention_mask=mask,
@@ -242,7 +273,9 @@ class SpeechLLM(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Exactly the parameters that train (adapter, CTC blank, LoRA, heads)."""
-        return {n: p.detach().cpu().contiguous() for n, p in self.named_parameters() if p.requires_grad}
+        return {
+            n: p.detach().cpu().contiguous() for n, p in self.named_parameters() if p.requires_grad
+        }
 
     def save(self, directory: str | Path) -> Path:
         """Write model.safetensors (trained weights only) and speechllm_config.json."""
@@ -326,7 +359,9 @@ def _prompt_templates(tokenizer: PreTrainedTokenizerBase) -> tuple[int, tuple[st
         # templates that refuse a system role get none.
         system = [{"role": "system", "content": SYSTEM_PROMPT}]
         try:
-            text = tokenizer.apply_chat_template(system + user, add_generation_prompt=True, tokenize=False)
+            text = tokenizer.apply_chat_template(
+                system + user, add_generation_prompt=True, tokenize=False
+            )
             user = system + user
         except Exception:  # jinja raises its own TemplateError types per template
             text = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)

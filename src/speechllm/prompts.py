@@ -64,7 +64,9 @@ def format_ner(text: str, entities: list[tuple[str, str]]) -> str:
     return _SPACES.sub(" ", result).strip()
 
 
-def target_text(task: str, text: str, entities: list[tuple[str, str]] | None, sentiment: str | None) -> str:
+def target_text(
+    task: str, text: str, entities: list[tuple[str, str]] | None, sentiment: str | None
+) -> str:
     """The answer the model is trained to produce for `task` on an utterance."""
     if task == "asr":
         return text
@@ -93,7 +95,9 @@ class NerParse:
 
 def parse_ner(answer: str) -> NerParse:
     """Parse an inline-markup NER answer. Never raises."""
-    entities = [(m.group(1), _SPACES.sub(" ", m.group(2)).strip()) for m in _TAG_RE.finditer(answer)]
+    entities = [
+        (m.group(1), _SPACES.sub(" ", m.group(2)).strip()) for m in _TAG_RE.finditer(answer)
+    ]
     plain = _TAG_RE.sub(lambda m: m.group(2), answer)
     # Anything bracket-like left over is malformed markup: drop the brackets and any tag-like
     # first word so the transcript stays usable, and flag the answer.

@@ -39,7 +39,9 @@ CHECKPOINTS = "checkpoints"
 def load_utterances(paths: list[str], max_seconds: float) -> list[Utterance]:
     utts: list[Utterance] = []
     for p in paths:
-        utts += [u for u in read_manifest(p, require_audio=True) if (u.duration or 0) <= max_seconds]
+        utts += [
+            u for u in read_manifest(p, require_audio=True) if (u.duration or 0) <= max_seconds
+        ]
     return utts
 
 
@@ -61,18 +63,26 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     root = output_dir / CHECKPOINTS
     if not root.is_dir():
         return None
-    done = sorted(p for p in root.glob("step-*") if p.is_dir() and (p / "state.json").is_file() and not p.name.endswith(".tmp"))
+    done = sorted(
+        p
+        for p in root.glob("step-*")
+        if p.is_dir() and (p / "state.json").is_file() and not p.name.endswith(".tmp")
+    )
     return done[-1] if done else None
 
 
-def save_checkpoint(output_dir: Path, model: SpeechLLM, optimizer, scheduler, step: int, elapsed: float, keep: int) -> Path:
+def save_checkpoint(
+    output_dir: Path, model: SpeechLLM, optimizer, scheduler, step: int, elapsed: float, keep: int
+) -> Path:
     root = output_dir / CHECKPOINTS
     final = root / f"step-{step:07d}"
     tmp = root / f"step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(model.trainable_state_dict(), str(tmp / "trainable.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt"
+    )
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     # Plain tensors and ints only, so the file loads with torch.load(weights_only=True).
     rng = {
@@ -143,13 +153,20 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
 
     model = SpeechLLM.from_config(config.model)
     if tc.init_from:
-        model.load_trained(Path(tc.init_from) / "model" if (Path(tc.init_from) / "model").is_dir() else tc.init_from, strict=False)
+        model.load_trained(
+            Path(tc.init_from) / "model"
+            if (Path(tc.init_from) / "model").is_dir()
+            else tc.init_from,
+            strict=False,
+        )
     train_utts = load_utterances(dc.train, dc.max_seconds)
     eval_utts = load_utterances(dc.eval, dc.max_seconds)[: dc.max_eval_utterances]
     examples = examples_for(train_utts, dc.tasks)
     if main:
         counts = {t: len(v) for t, v in examples.items()}
-        console.print(f"[bold]train[/] {len(train_utts)} utterances, examples per task {counts}; eval {len(eval_utts)}")
+        console.print(
+            f"[bold]train[/] {len(train_utts)} utterances, examples per task {counts}; eval {len(eval_utts)}"
+        )
 
     cache = FeatureCache(model.encoder, tc.feature_cache)
     _build_cache(cache, [u.audio for u in train_utts + eval_utts], accelerator, console)
@@ -164,7 +181,14 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         if main:
             console.print(f"resumed from {ckpt} (step {start_step})")
     ddp_model, optimizer = accelerator.prepare(model, optimizer)
-    sampler = TaskMixSampler(examples, dc.task_weights, tc.batch_size, tc.seed, accelerator.process_index, accelerator.num_processes)
+    sampler = TaskMixSampler(
+        examples,
+        dc.task_weights,
+        tc.batch_size,
+        tc.seed,
+        accelerator.process_index,
+        accelerator.num_processes,
+    )
     log_path = out / "metrics.jsonl"
 
     def log(record: dict[str, Any]) -> None:
@@ -176,8 +200,13 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     step = start_step
     running: dict[str, float] = {}
     progress = Progress(
-        TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not main,
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not main,
     )
     with progress:
         bar = progress.add_task("train", total=tc.max_steps, completed=step, info="")
@@ -198,7 +227,11 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
             step += 1
             minutes = (time.monotonic() - t0) / 60
             if step % tc.log_every == 0 or step == tc.max_steps:
-                record = {"step": step, "minutes": round(minutes, 3), "lr": scheduler.get_last_lr()[0]}
+                record = {
+                    "step": step,
+                    "minutes": round(minutes, 3),
+                    "lr": scheduler.get_last_lr()[0],
+                }
                 record.update({k: round(v / tc.log_every, 4) for k, v in running.items()})
                 log(record)
                 progress.update(bar, info=f"loss {record.get('loss', 0):.3f}")
@@ -206,9 +239,19 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
             progress.update(bar, completed=step)
             out_of_time = tc.max_minutes is not None and minutes >= tc.max_minutes
             if (tc.eval_every and step % tc.eval_every == 0) and eval_utts and not out_of_time:
-                _evaluate(accelerator, model, eval_utts, cache, dc.tasks, step, minutes, log, console)
+                _evaluate(
+                    accelerator, model, eval_utts, cache, dc.tasks, step, minutes, log, console
+                )
             if (step % tc.save_every == 0 or step == tc.max_steps or out_of_time) and main:
-                save_checkpoint(out, model, optimizer, scheduler, step, time.monotonic() - t0, tc.keep_checkpoints)
+                save_checkpoint(
+                    out,
+                    model,
+                    optimizer,
+                    scheduler,
+                    step,
+                    time.monotonic() - t0,
+                    tc.keep_checkpoints,
+                )
             accelerator.wait_for_everyone()
             if out_of_time:
                 if main:
@@ -216,7 +259,11 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
                 break
     minutes = (time.monotonic() - t0) / 60
     checksums = _rank_checksums(accelerator, model)
-    final_metrics = _evaluate(accelerator, model, eval_utts, cache, dc.tasks, step, minutes, log, console) if eval_utts else {}
+    final_metrics = (
+        _evaluate(accelerator, model, eval_utts, cache, dc.tasks, step, minutes, log, console)
+        if eval_utts
+        else {}
+    )
     if main:
         model.save(out / "model")
         (out / "model" / "train_summary.json").write_text(
@@ -230,7 +277,8 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
                     "eval": final_metrics,
                 },
                 indent=2,
-            ) + "\n"
+            )
+            + "\n"
         )
     accelerator.wait_for_everyone()
     return out / "model"
@@ -240,31 +288,55 @@ def _rank_checksums(accelerator: Accelerator, model: SpeechLLM) -> list[list[flo
     """(sum, sum of squares) of the trained weights on every rank: DDP must keep them equal."""
     state = model.trainable_state_dict()
     local = torch.tensor(
-        [[sum(float(v.double().sum()) for v in state.values()), sum(float(v.double().pow(2).sum()) for v in state.values())]],
+        [
+            [
+                sum(float(v.double().sum()) for v in state.values()),
+                sum(float(v.double().pow(2).sum()) for v in state.values()),
+            ]
+        ],
         dtype=torch.float64,
     )
     return accelerator.gather(local).tolist()
 
 
-def _build_cache(cache: FeatureCache, audio: list[str], accelerator: Accelerator, console: Console) -> None:
+def _build_cache(
+    cache: FeatureCache, audio: list[str], accelerator: Accelerator, console: Console
+) -> None:
     """Each process encodes its share; then every process loads all entries from disk."""
     unique = sorted(set(audio))
     mine = unique[accelerator.process_index :: accelerator.num_processes]
-    with Progress(TextColumn("[bold]encoder cache"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console, disable=not accelerator.is_main_process) as p:
+    with Progress(
+        TextColumn("[bold]encoder cache"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not accelerator.is_main_process,
+    ) as p:
         bar = p.add_task("cache", total=len(mine))
         cache.build(mine, progress=lambda n: p.advance(bar, n))
     accelerator.wait_for_everyone()
     cache.build(unique)
 
 
-def _evaluate(accelerator, model, utts, cache, tasks, step, minutes, log, console) -> dict[str, Any]:
+def _evaluate(
+    accelerator, model, utts, cache, tasks, step, minutes, log, console
+) -> dict[str, Any]:
     if not accelerator.is_main_process:
         return {}
     model.eval()
     with torch.no_grad():
         metrics, _ = evaluate(model, utts, [cache.get(u.audio) for u in utts], tasks)
-    record = {"eval": True, "step": step, "minutes": round(minutes, 3), **{k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()}}
+    record = {
+        "eval": True,
+        "step": step,
+        "minutes": round(minutes, 3),
+        **{k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()},
+    }
     log(record)
-    console.print(f"[bold green]eval[/] step {step}: " + ", ".join(f"{k} {v}" for k, v in record.items() if k not in ("eval", "step")))
+    console.print(
+        f"[bold green]eval[/] step {step}: "
+        + ", ".join(f"{k} {v}" for k, v in record.items() if k not in ("eval", "step"))
+    )
     model.train()
     return metrics
