@@ -113,3 +113,22 @@ def test_parameter_report_counts_every_parameter(tiny_dirs):
 def test_collate_pads_with_zeros():
     x, n = collate_frames([torch.ones(3, 2), torch.ones(5, 2)])
     assert x.shape == (2, 5, 2) and n.tolist() == [3, 5] and x[0, 3:].abs().sum() == 0
+
+
+def test_ctc_only_step_skips_the_llm(tiny_dirs):
+    m = make_model(tiny_dirs)
+    m.train()
+    frames, lengths = m.encoder(waves(1.0, 0.7))
+    calls = []
+    handle = m.llm.get_decoder().register_forward_hook(lambda *a: calls.append(1))
+    out = m(
+        Batch(frames, lengths, ["asr", "asr"], ["hello", "bye"], ["hello", "bye"]),
+        ctc_weight=1.0,
+        lm=False,
+    )
+    assert set(out) == {"loss", "ctc_loss"} and not calls
+    m(Batch(frames, lengths, ["asr", "asr"], ["hello", "bye"], ["hello", "bye"]), ctc_weight=1.0)
+    handle.remove()
+    assert calls  # the hook does see the LLM when the LM loss is on
+    out["loss"].backward()
+    assert m.ctc_blank.grad is not None and all(p.grad is not None for p in m.adapter.parameters())

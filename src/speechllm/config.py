@@ -128,6 +128,10 @@ class TrainConfig:
     adapter output x the LLM's input-embedding table, plus a learned blank); 0 disables it. It
     pulls each speech vector towards the embedding of the word being spoken, which aligns the
     adapter far faster than the LM loss alone."""
+    ctc_warmup_steps: int = 0
+    """First N steps train the adapter with the CTC loss alone, without running the LLM: cheap
+    steps that pull speech vectors towards the spoken tokens' embeddings before the LM loss starts
+    (requires ctc_weight > 0)."""
     eval_every: int = 200
     """Evaluate on the held-out manifests every N steps (0 = only at the end)."""
     save_every: int = 100

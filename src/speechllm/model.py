@@ -160,11 +160,22 @@ class SpeechLLM(nn.Module):
             labels[i, sl] = lab
         return inputs, mask, labels
 
-    def forward(self, batch: Batch, ctc_weight: float = 0.0) -> dict[str, torch.Tensor]:
-        """Training losses: {'loss', 'lm_loss', 'ctc_loss'(if used)}."""
+    def forward(
+        self, batch: Batch, ctc_weight: float = 0.0, lm: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """Training losses: {'loss', 'lm_loss' (if lm), 'ctc_loss' (if ctc_weight > 0)}.
+
+        `lm=False` skips the LLM entirely (CTC only): a step then costs the adapter and one
+        projection onto the embedding table, a small fraction of a full step.
+        """
         if batch.answers is None:
             raise ValueError("training batch needs answers")
         speech, lengths = self.speech_embeddings(batch.frames, batch.frame_lengths)
+        if not lm:
+            ctc = self.ctc_loss(speech, lengths, batch.transcripts or [])
+            if ctc is None:
+                raise ValueError("a CTC-only step needs transcripts")
+            return {"ctc_loss": ctc, "loss": ctc}
         inputs, mask, labels = self._assemble(
             speech, lengths, batch.tasks, batch.answers, left_pad=False
         )

@@ -215,7 +215,9 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
             for micro in range(tc.grad_accum):
                 batch = make_batch(sampler.batch(step * tc.grad_accum + micro), cache)
                 with accelerator.accumulate(ddp_model), accelerator.autocast():
-                    losses = ddp_model(batch, ctc_weight=tc.ctc_weight)
+                    losses = ddp_model(
+                        batch, ctc_weight=tc.ctc_weight, lm=step >= tc.ctc_warmup_steps
+                    )
                     accelerator.backward(losses["loss"])
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(params, tc.grad_clip)
