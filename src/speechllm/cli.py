@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from speechllm.errors import SpeechLLMError
 
@@ -43,7 +43,9 @@ def models_list() -> None:
     """List packaged model names and whether each is fetched."""
     from speechllm.sources import is_fetched, list_sources
 
-    table = Table("name", "kind", "fetched", "packages", "description")
+    table = Table("kind", "fetched", "packages", "description")
+    # Names are what users type: never wrap them.
+    table.columns.insert(0, Column("name", no_wrap=True))
     for s in list_sources():
         table.add_row(
             s.name,
