@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from speechllm import demo
+from speechllm.errors import ConfigError
 from tiny import save_tiny_models
 
 REPO = Path(__file__).resolve().parents[1]
@@ -12,9 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shared_dir() -> Path | None:
     """../shared beside the repo (or $SPEECHLLM_SHARED); None where truly absent."""
-    env = os.environ.get("SPEECHLLM_SHARED")
-    path = Path(env) if env else REPO.parent / "shared"
-    return path if path.is_dir() else None
+    try:
+        return demo.shared_dir()
+    except ConfigError:
+        return None
 
 
 @pytest.fixture(scope="session")
