@@ -9,7 +9,6 @@ from speechllm import demo
 from speechllm.errors import ConfigError
 from tiny import save_tiny_models
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_dir() -> Path | None:
