@@ -10,7 +10,6 @@ from speechllm.errors import ConfigError
 from tiny import save_tiny_models
 
 
-
 def shared_dir() -> Path | None:
     """../shared beside the repo (or $SPEECHLLM_SHARED); None where truly absent."""
     try:
