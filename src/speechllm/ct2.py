@@ -306,6 +306,17 @@ def _attention_heads(
     return heads
 
 
+def _self_attention_and_ffn(w: _Weights, src: str, dst: str, out: dict[str, np.ndarray]) -> None:
+    """The self-attention and feed-forward blocks that encoder and decoder layers share."""
+    _norm(w, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", out)
+    qkv = [f"{dst}.self_attn.{p}_proj" for p in "qkv"]
+    _fused(w, f"{src}/self_attention/linear_0", qkv, out)
+    _linear(w, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj", out)
+    _norm(w, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm", out)
+    _linear(w, f"{src}/ffn/linear_0", f"{dst}.fc1", out)
+    _linear(w, f"{src}/ffn/linear_1", f"{dst}.fc2", out)
+
+
 def ct2_whisper_state_dict(
     variables: dict[str, np.ndarray],
     *,
@@ -349,32 +360,19 @@ def ct2_whisper_state_dict(
         _linear(w, f"encoder/{conv}", f"{enc}.{conv}", out)
     out[f"{enc}.embed_positions.weight"] = w.get("encoder/position_encodings/encodings")
     for i in range(enc_layers):
-        src, dst = f"encoder/layer_{i}", f"{enc}.layers.{i}"
-        _norm(w, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", out)
-        qkv = [f"{dst}.self_attn.{p}_proj" for p in "qkv"]
-        _fused(w, f"{src}/self_attention/linear_0", qkv, out)
-        _linear(w, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj", out)
-        _norm(w, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm", out)
-        _linear(w, f"{src}/ffn/linear_0", f"{dst}.fc1", out)
-        _linear(w, f"{src}/ffn/linear_1", f"{dst}.fc2", out)
+        _self_attention_and_ffn(w, f"encoder/layer_{i}", f"{enc}.layers.{i}", out)
     _norm(w, "encoder/layer_norm", f"{enc}.layer_norm", out)
 
     out[f"{dec}.embed_tokens.weight"] = embeddings
     out[f"{dec}.embed_positions.weight"] = w.get("decoder/position_encodings/encodings")
     for i in range(dec_layers):
         src, dst = f"decoder/layer_{i}", f"{dec}.layers.{i}"
-        _norm(w, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", out)
-        qkv = [f"{dst}.self_attn.{p}_proj" for p in "qkv"]
-        _fused(w, f"{src}/self_attention/linear_0", qkv, out)
-        _linear(w, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj", out)
+        _self_attention_and_ffn(w, src, dst, out)
         _norm(w, f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm", out)
         _linear(w, f"{src}/attention/linear_0", f"{dst}.encoder_attn.q_proj", out)
         kv = [f"{dst}.encoder_attn.k_proj", f"{dst}.encoder_attn.v_proj"]
         _fused(w, f"{src}/attention/linear_1", kv, out)
         _linear(w, f"{src}/attention/linear_2", f"{dst}.encoder_attn.out_proj", out)
-        _norm(w, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm", out)
-        _linear(w, f"{src}/ffn/linear_0", f"{dst}.fc1", out)
-        _linear(w, f"{src}/ffn/linear_1", f"{dst}.fc2", out)
     _norm(w, "decoder/layer_norm", f"{dec}.layer_norm", out)
 
     # Whisper ties the output projection to the token embeddings; CT2 writes it as an alias.
