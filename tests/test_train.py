@@ -138,3 +138,43 @@ def test_missing_training_data_is_a_clear_error(tiny_dirs, tmp_path):
     cfg.data.train = [str(tmp_path / "nope.jsonl")]
     with pytest.raises(Exception, match=r"nope\.jsonl"):
         train(cfg)
+
+
+def test_ctc_vocabulary_is_the_training_tokens_and_is_saved(tiny_dirs, tmp_path):
+    cfg = tiny_run(tiny_dirs, tmp_path, steps=6, ctc_warmup_steps=3)
+    cfg.train.log_every = 1
+    model_dir = train(cfg)
+    from speechllm.model import SpeechLLM
+
+    model = SpeechLLM.load(model_dir)
+    texts = [json.loads(line)["text"] for line in (tmp_path / "data/m.jsonl").open()]
+    want = sorted({t for text in texts for t in model.transcript_ids(text)})
+    assert model.ctc.vocab.tolist() == want
+    log = [r for r in read_log(tmp_path / "run") if "loss" in r]
+    assert ["lm_loss" in r for r in log] == [False] * 3 + [True] * 3  # steps 1-3: CTC only
+
+
+def test_lora_gets_its_own_learning_rate(tiny_dirs, tmp_path, monkeypatch):
+    import speechllm.train as train_module
+
+    seen = {}
+    real = torch.optim.AdamW
+
+    def spy(groups, **kw):
+        seen["lrs"] = sorted(g["lr"] for g in groups)
+        return real(groups, **kw)
+
+    monkeypatch.setattr(train_module.torch.optim, "AdamW", spy)
+    cfg = tiny_run(tiny_dirs, tmp_path, steps=1, lora=True, lora_lr=1e-4)
+    train(cfg)
+    assert seen["lrs"] == [1e-4, 3e-3]
+
+
+def test_ctc_speech_input_needs_the_ctc_loss(tiny_dirs, tmp_path):
+    from speechllm.errors import ConfigError
+
+    cfg = tiny_run(tiny_dirs, tmp_path, steps=1, ctc_weight=0.0)
+    with pytest.raises(ConfigError, match="ctc_weight"):
+        train(cfg)
+    cfg.model.speech_input = "adapter"
+    train(cfg)  # the paper's plain adapter input trains without CTC

@@ -68,6 +68,17 @@ class ModelConfig:
     """The adapter between them."""
     lora: LoraSettings = field(default_factory=LoraSettings)
     """LoRA on the LLM."""
+    speech_input: Literal["adapter", "ctc"] = "ctc"
+    """What the LLM reads for the speech. `adapter`: the adapter's output vectors, one per stacked
+    frame (the paper's design). `ctc`: the adapter's CTC posteriors over the LLM vocabulary with
+    blank frames dropped and repeats merged, each segment fed as the posterior-weighted mix of
+    token embeddings (as LegoSLM does): speech arrives as near-text, about one position per token,
+    which a frozen LLM reads from the first LM step and which shortens the LLM's input ~4x.
+    Needs `train.ctc_weight` > 0 and a CTC warm-up (`train.ctc_warmup_steps`)."""
+    ctc_vocab: Literal["train", "all"] = "train"
+    """Tokens the CTC head scores: `train` = those in the training transcripts (several times
+    cheaper on SmolLM2's 49k vocabulary; the list is saved with the model and widened, never
+    narrowed, when fine-tuning), `all` = the whole embedding table."""
     max_new_tokens: int = 128
     """Generation length limit at inference."""
     repetition_guard: int = 4
@@ -109,6 +120,9 @@ class TrainConfig:
     """Micro-batches accumulated per optimiser step."""
     lr: float = 1e-3
     """Peak learning rate (AdamW)."""
+    lora_lr: float | None = None
+    """Peak learning rate of the LoRA weights (None = `lr`). The adapter starts from random and
+    wants a high rate; LoRA updates a pretrained LLM and wants a lower one."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
     warmup_steps: int = 50

@@ -39,6 +39,15 @@ def decode(
     return answers
 
 
+def ctc_decode(model: SpeechLLM, frames: list[torch.Tensor], batch_size: int = 16) -> list[str]:
+    """The CTC head's greedy transcripts (no LLM): how well the adapter alone reads the speech."""
+    out: list[str] = []
+    for start in range(0, len(frames), batch_size):
+        x, lengths = collate_frames(frames[start : start + batch_size])
+        out.extend(model.ctc_transcripts(x, lengths))
+    return out
+
+
 def understand(answers: dict[str, str]) -> dict[str, Any]:
     """Parse raw answers per task into {transcript, entities, sentiment, parse_failures}."""
     result: dict[str, Any] = {"raw": answers, "parse_failures": []}
@@ -90,6 +99,10 @@ def evaluate(
     ]
     if asr:
         metrics["wer"] = wer([r for r, _ in asr], [parse_asr(h) for _, h in asr])
+    with_text = [i for i, u in enumerate(utts) if u.text]
+    if with_text:
+        hyps = ctc_decode(model, [frames[i] for i in with_text], batch_size)
+        metrics["ctc_wer"] = wer([utts[i].text for i in with_text], hyps)
     ner = [
         (u.entities, by_id[u.id])
         for u in utts

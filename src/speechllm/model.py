@@ -5,7 +5,9 @@ Sequence fed to the LLM for one example (chat template where the LLM has one):
     [prompt prefix tokens] [speech embeddings (T')] [prompt suffix tokens] [answer tokens] [stop]
 
 The loss is the LM loss on the answer tokens only, plus (in training, optional) a CTC loss on the
-adapter output over the LLM's vocabulary that aligns speech vectors with token embeddings.
+adapter output over the LLM's vocabulary that aligns speech vectors with token embeddings
+(`ctc.py`). With `speech_input: ctc` the speech embeddings are the CTC-compressed soft tokens
+(B, N, D) instead of the adapter's vectors (B, T', D).
 
 Saved models hold only what was trained (adapter, LoRA, small heads) in safetensors, plus a config
 that names the base models; loading rebuilds the bases and restores identical logits.
@@ -26,6 +28,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from speechllm.adapter import build_adapter
 from speechllm.config import AdapterConfig, LoraSettings, ModelConfig
+from speechllm.ctc import CTCHead
 from speechllm.encoder import SpeechEncoder
 from speechllm.errors import ModelSourceError
 from speechllm.prompts import INSTRUCTIONS, PROMPT_VERSION, TASKS
@@ -71,8 +74,7 @@ class SpeechLLM(nn.Module):
         target_rms = float(embed.detach().float().pow(2).mean().sqrt())
         d_llm = embed.shape[1]
         self.adapter = build_adapter(encoder.dim, d_llm, config.adapter, target_rms)
-        # CTC blank: one learned vector beside the (frozen) token-embedding table.
-        self.ctc_blank = nn.Parameter(torch.zeros(d_llm))
+        self.ctc = CTCHead(d_llm, target_rms)
         if config.lora.enabled:
             llm = _add_lora(llm, config.lora)
         self.llm = llm
@@ -120,8 +122,24 @@ class SpeechLLM(nn.Module):
     def speech_embeddings(
         self, frames: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder frames (B, T, C) -> LLM-space vectors (B, T', D) and lengths (B,)."""
+        """Encoder frames (B, T, C) -> adapter vectors (B, T', D) and lengths (B,)."""
         return self.adapter(frames, lengths)
+
+    def llm_speech(
+        self, speech: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adapter vectors (B, T', D) -> what the LLM reads: themselves (`adapter`) or the
+        CTC-compressed soft tokens (B, N, D) (`ctc`), with lengths (B,)."""
+        if self.config.speech_input == "ctc":
+            return self.ctc.soft_tokens(speech, lengths, self.llm.get_input_embeddings().weight)
+        return speech, lengths
+
+    @torch.no_grad()
+    def ctc_transcripts(self, frames: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        """Greedy CTC transcripts (B,) from encoder frames: the adapter's own reading."""
+        speech, lengths = self.speech_embeddings(frames, lengths)
+        ids = self.ctc.greedy(speech, lengths, self.llm.get_input_embeddings().weight)
+        return [self.tokenizer.decode(i, skip_special_tokens=True).strip() for i in ids]
 
     def _assemble(
         self,
@@ -177,7 +195,7 @@ class SpeechLLM(nn.Module):
                 raise ValueError("a CTC-only step needs transcripts")
             return {"ctc_loss": ctc, "loss": ctc}
         inputs, mask, labels = self._assemble(
-            speech, lengths, batch.tasks, batch.answers, left_pad=False
+            *self.llm_speech(speech, lengths), batch.tasks, batch.answers, left_pad=False
         )
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         # Run the decoder body, then the LM head only where a label is predicted: the head over a
@@ -198,11 +216,6 @@ class SpeechLLM(nn.Module):
                 result["loss"] = lm_loss + ctc_weight * ctc
         return result
 
-    def ctc_logits(self, speech: torch.Tensor) -> torch.Tensor:
-        """(B, T', D) -> (B, T', V+1): similarity to each token embedding, blank last."""
-        table = torch.cat([self.llm.get_input_embeddings().weight, self.ctc_blank[None]], dim=0)
-        return speech.float() @ table.float().T
-
     def ctc_loss(
         self, speech: torch.Tensor, lengths: torch.Tensor, transcripts: list[str | None]
     ) -> torch.Tensor | None:
@@ -210,21 +223,14 @@ class SpeechLLM(nn.Module):
         keep = [i for i, t in enumerate(transcripts) if t]
         if not keep:
             return None
-        targets = [
-            self.tokenizer(" " + transcripts[i], add_special_tokens=False).input_ids for i in keep
-        ]
-        logp = self.ctc_logits(speech[keep]).log_softmax(-1).transpose(0, 1)  # T', B, V+1
-        blank = logp.shape[-1] - 1
-        flat = torch.tensor([t for ids in targets for t in ids], dtype=torch.long)
-        return nn.functional.ctc_loss(
-            logp,
-            flat,
-            lengths[keep].cpu(),
-            torch.tensor([len(t) for t in targets]),
-            blank=blank,
-            reduction="mean",
-            zero_infinity=True,
+        targets = [self.transcript_ids(transcripts[i]) for i in keep]
+        return self.ctc.loss(
+            speech[keep], lengths[keep], targets, self.llm.get_input_embeddings().weight
         )
+
+    def transcript_ids(self, transcript: str) -> list[int]:
+        """LLM token ids of a transcript as CTC targets (leading space: a word-initial piece)."""
+        return self.tokenizer(" " + transcript, add_special_tokens=False).input_ids
 
     # ---------------------------------------------------------------- inference
 
@@ -237,7 +243,7 @@ class SpeechLLM(nn.Module):
         max_new_tokens: int | None = None,
     ) -> list[str]:
         """Greedy answers for a batch (left-padded; identical to one-by-one decoding)."""
-        speech, lengths = self.speech_embeddings(frames, frame_lengths)
+        speech, lengths = self.llm_speech(*self.speech_embeddings(frames, frame_lengths))
         inputs, mask, _ = self._assemble(speech, lengths, tasks, None, left_pad=True)
         stop_ids = {self._stop_id}
         if self.tokenizer.eos_token_id is not None:
@@ -283,10 +289,12 @@ class SpeechLLM(nn.Module):
     # ---------------------------------------------------------------- save / load
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Exactly the parameters that train (adapter, CTC blank, LoRA, heads)."""
-        return {
+        """Exactly the parameters that train (adapter, CTC head, LoRA), plus the CTC vocabulary."""
+        state = {
             n: p.detach().cpu().contiguous() for n, p in self.named_parameters() if p.requires_grad
         }
+        state["ctc.vocab"] = self.ctc.vocab.detach().cpu().contiguous()
+        return state
 
     def save(self, directory: str | Path) -> Path:
         """Write model.safetensors (trained weights only) and speechllm_config.json."""
@@ -300,6 +308,8 @@ class SpeechLLM(nn.Module):
     def load_trained(self, directory: str | Path, strict: bool = True) -> None:
         """Load trained weights saved by `save` into this model."""
         state = load_file(str(Path(directory) / WEIGHTS_FILE))
+        if "ctc.vocab" in state:
+            self.ctc.set_vocab(state.pop("ctc.vocab"))
         own = dict(self.named_parameters())
         unknown = sorted(set(state) - set(own))
         missing = sorted(n for n, p in own.items() if p.requires_grad and n not in state)

@@ -27,6 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from safetensors.torch import load_file, save_file
 
 from speechllm.config import RunConfig
+from speechllm.errors import ConfigError
 from speechllm.data import Example, TaskMixSampler, collate_frames, examples_for
 from speechllm.features import FeatureCache
 from speechllm.inference import evaluate
@@ -102,6 +103,7 @@ def save_checkpoint(
 
 def load_checkpoint(path: Path, model: SpeechLLM, optimizer, scheduler) -> tuple[int, float]:
     state = load_file(str(path / "trainable.safetensors"))
+    model.ctc.set_vocab(state.pop("ctc.vocab"))
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in state.items():
@@ -133,6 +135,10 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     """Train per `config`; returns the final model directory (`<output_dir>/model`)."""
     console = console or Console(stderr=True)
     tc, dc = config.train, config.data
+    if config.model.speech_input == "ctc" and tc.ctc_weight <= 0:
+        raise ConfigError(
+            "model.speech_input 'ctc' feeds the LLM the CTC head's output: set train.ctc_weight > 0"
+        )
     accelerator = Accelerator(
         # Without a GPU, processes started by `accelerate launch --multi_gpu` (torchrun) then run
         # DDP over gloo on the CPU instead of falling back to independent single processes.
@@ -162,6 +168,11 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     train_utts = load_utterances(dc.train, dc.max_seconds)
     eval_utts = load_utterances(dc.eval, dc.max_seconds)[: dc.max_eval_utterances]
     examples = examples_for(train_utts, dc.tasks)
+    if config.model.ctc_vocab == "train":
+        # Every rank reads the same manifests, so every rank builds the same vocabulary.
+        known = model.ctc.vocab.tolist()
+        seen = {t for u in train_utts if u.text for t in model.transcript_ids(u.text)}
+        model.ctc.set_vocab(sorted(seen.union(known)))
     if main:
         counts = {t: len(v) for t, v in examples.items()}
         console.print(
@@ -172,7 +183,12 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     _build_cache(cache, [u.audio for u in train_utts + eval_utts], accelerator, console)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    lora = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n]
+    groups = [{"params": rest, "lr": tc.lr}]
+    if lora:
+        groups.append({"params": lora, "lr": tc.lora_lr if tc.lora_lr is not None else tc.lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
     start_step, elapsed0 = 0, 0.0
     ckpt = latest_checkpoint(out) if resume else None
