@@ -27,8 +27,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from safetensors.torch import load_file, save_file
 
 from speechllm.config import RunConfig
-from speechllm.errors import ConfigError
 from speechllm.data import Example, TaskMixSampler, collate_frames, examples_for
+from speechllm.errors import ConfigError
 from speechllm.features import FeatureCache
 from speechllm.inference import evaluate
 from speechllm.manifest import Utterance, read_manifest
