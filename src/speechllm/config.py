@@ -146,6 +146,9 @@ class TrainConfig:
     """First N steps train the adapter with the CTC loss alone, without running the LLM: cheap
     steps that pull speech vectors towards the spoken tokens' embeddings before the LM loss starts
     (requires ctc_weight > 0)."""
+    ctc_warmup_batch_size: int | None = None
+    """Examples per CTC-only warm-up step (None = `batch_size`). Those steps cost ~20x less per
+    example than full steps, so a larger batch is cheap and steadies the CTC loss."""
     eval_every: int = 200
     """Evaluate on the held-out manifests every N steps (0 = only at the end)."""
     save_every: int = 100

@@ -205,6 +205,16 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         accelerator.process_index,
         accelerator.num_processes,
     )
+    # CTC-only warm-up steps draw from their own stream (their own batch size); both samplers
+    # are pure functions of the step, so a resumed run replays the same batches.
+    warmup_sampler = TaskMixSampler(
+        examples,
+        dc.task_weights,
+        tc.ctc_warmup_batch_size or tc.batch_size,
+        tc.seed + 1,
+        accelerator.process_index,
+        accelerator.num_processes,
+    )
     log_path = out / "metrics.jsonl"
 
     def log(record: dict[str, Any]) -> None:
@@ -228,12 +238,12 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         bar = progress.add_task("train", total=tc.max_steps, completed=step, info="")
         while step < tc.max_steps:
             ddp_model.train()
+            lm = step >= tc.ctc_warmup_steps
             for micro in range(tc.grad_accum):
-                batch = make_batch(sampler.batch(step * tc.grad_accum + micro), cache)
+                source = sampler if lm else warmup_sampler
+                batch = make_batch(source.batch(step * tc.grad_accum + micro), cache)
                 with accelerator.accumulate(ddp_model), accelerator.autocast():
-                    losses = ddp_model(
-                        batch, ctc_weight=tc.ctc_weight, lm=step >= tc.ctc_warmup_steps
-                    )
+                    losses = ddp_model(batch, ctc_weight=tc.ctc_weight, lm=lm)
                     accelerator.backward(losses["loss"])
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(params, tc.grad_clip)
@@ -257,9 +267,10 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
             progress.update(bar, completed=step)
             out_of_time = tc.max_minutes is not None and minutes >= tc.max_minutes
             if (tc.eval_every and step % tc.eval_every == 0) and eval_utts and not out_of_time:
-                _evaluate(
-                    accelerator, model, eval_utts, cache, dc.tasks, step, minutes, log, console
-                )
+                # Before the LM loss has run the LLM has not learnt the answer formats: score
+                # only the CTC head's transcripts then (and save the slow decoding).
+                tasks = dc.tasks if step > tc.ctc_warmup_steps else []
+                _evaluate(accelerator, model, eval_utts, cache, tasks, step, minutes, log, console)
             if (step % tc.save_every == 0 or step == tc.max_steps or out_of_time) and main:
                 save_checkpoint(
                     out,
