@@ -1,4 +1,5 @@
-"""Importers: SLUE-VoxPopuli tsv -> labelled utterances, LibriSpeech folder -> audio utterances."""
+"""Importers: SLUE-VoxPopuli / SLUE-VoxCeleb tsv -> labelled utterances, LibriSpeech folder ->
+audio utterances, VADER ratings -> text-only sentiment utterances; and their CLI commands."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from typer.testing import CliRunner
 
+from speechllm.cli import app
 from speechllm.errors import AudioError, ManifestError
-from speechllm.importers import import_librispeech, import_slue_voxpopuli
+from speechllm.importers import (
+    import_librispeech,
+    import_slue_voxceleb,
+    import_slue_voxpopuli,
+    import_vader,
+    vader_sentiment,
+)
 from speechllm.labels import SLUE_TAGS
 from speechllm.manifest import read_manifest, write_manifest
 
@@ -136,3 +145,219 @@ def test_librispeech_errors(tmp_path: Path) -> None:
     sf.write(chapter / "1-2-0000.flac", np.zeros(16000, np.float32), 16000)
     (utt,) = import_librispeech(tmp_path, split="dev")
     assert (utt.text, utt.duration, utt.split) == ("hello there", 1.0, "dev")
+
+
+# --- SLUE-VoxCeleb ----------------------------------------------------------------------------
+
+VOXCELEB_HEADER = "id\tnormalized_text\tspeaker_id\tsplit\tsentiment\tstart_second\tend_second\n"
+
+
+def voxceleb_tsv(path: Path, rows: list[tuple[str, str, str, str, str, str]]) -> Path:
+    """rows: (id, normalized_text, split, sentiment, start_second, end_second)."""
+    lines = [f"{i}\t{t}\tid10001\t{sp}\t{se}\t{a}\t{b}\n" for i, t, sp, se, a, b in rows]
+    path.write_text(VOXCELEB_HEADER + "".join(lines), encoding="utf-8")
+    return path
+
+
+VOXCELEB_ROWS = [
+    ("id10001_a_00001", "i loved every minute of it", "fine-tune", "Positive", "0.0", "1.5"),
+    ("id10001_a_00002", "well it depends", "fine-tune", "<mixed>", "1.5", "3.0"),
+    ("id10001_b_00001", "that was awful", "dev", "Negative", "2.25", "3.0"),
+    ("id10001_b_00002", "we met on tuesday", "dev", "Disagreement", "0", "1"),
+    ("id10001_c_00001", "it is a film", "dev", "Neutral", "0", "0.5"),
+]
+
+
+def test_voxceleb_drops_mixed_and_disagreement(tmp_path: Path) -> None:
+    tsv = voxceleb_tsv(tmp_path / "v.tsv", VOXCELEB_ROWS)
+    skipped: list[str] = []
+    utts = import_slue_voxceleb(tsv, skipped=skipped)
+    assert [(u.id, u.text, u.sentiment, u.split) for u in utts] == [
+        ("id10001_a_00001", "i loved every minute of it", "Positive", "train"),
+        ("id10001_b_00001", "that was awful", "Negative", "dev"),
+        ("id10001_c_00001", "it is a film", "Neutral", "dev"),
+    ]
+    assert skipped == ["id10001_a_00002", "id10001_b_00002"]
+    assert all(u.entities is None and u.audio is None and u.duration is None for u in utts)
+    assert {u.split for u in import_slue_voxceleb(tsv, split="test")} == {"test"}
+    write_manifest(tmp_path / "m.jsonl", utts)
+    assert read_manifest(tmp_path / "m.jsonl") == utts
+
+
+def test_voxceleb_blind_tsv_is_unlabelled(tmp_path: Path) -> None:
+    tsv = tmp_path / "blind.tsv"
+    tsv.write_text("id\tnormalized_text\tsplit\nx1\thello there\ttest\n", encoding="utf-8")
+    (u,) = import_slue_voxceleb(tsv)
+    assert (u.id, u.text, u.sentiment, u.split) == ("x1", "hello there", None, "test")
+
+
+def test_voxceleb_audio_dir(tmp_path: Path) -> None:
+    tsv = voxceleb_tsv(tmp_path / "v.tsv", VOXCELEB_ROWS)
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    sf.write(audio / "id10001_a_00001.flac", np.zeros(24000, np.float32), 16000)
+    sf.write(audio / "id10001_b_00001.wav", np.zeros(12000, np.float32), 16000)
+    sf.write(audio / "id10001_c_00001.flac", np.zeros(8000, np.float32), 16000)
+    a, b, c = import_slue_voxceleb(tsv, audio_dir=audio)
+    assert c.duration == 0.5
+    assert (a.audio, a.duration) == (str(audio / "id10001_a_00001.flac"), 1.5)
+    assert (b.audio, b.duration) == (str(audio / "id10001_b_00001.wav"), 0.75)
+    # The unsegmented recording (SLUE's <split>_raw/) is much longer than the 0.5 s segment.
+    sf.write(audio / "id10001_c_00001.flac", np.zeros(16000 * 8, np.float32), 16000)
+    with pytest.raises(AudioError, match=r"1 of 3 clips are longer than their segment.*_raw"):
+        import_slue_voxceleb(tsv, audio_dir=audio)
+    (audio / "id10001_c_00001.flac").unlink()
+    with pytest.raises(AudioError, match=r"no audio for 1 of 3 utterances .*: id10001_c_00001$"):
+        import_slue_voxceleb(tsv, audio_dir=audio)
+
+
+def test_voxceleb_bad_rows_are_reported(tmp_path: Path) -> None:
+    tsv = voxceleb_tsv(
+        tmp_path / "v.tsv",
+        [
+            ("a", "fine", "dev", "Positive", "0", "1"),
+            ("b", "lower case label", "dev", "positive", "0", "1"),
+            ("c", "no label", "dev", "", "0", "1"),
+            ("d", "bad times", "dev", "Neutral", "one", "2"),
+            ("e", "backwards", "dev", "Neutral", "3", "2"),
+            ("a", "again", "dev", "Neutral", "0", "1"),
+        ],
+    )
+    with tsv.open("a", encoding="utf-8") as f:
+        f.write("f\ttoo few columns\n")
+    with pytest.raises(ManifestError) as info:
+        import_slue_voxceleb(tsv)
+    message = str(info.value)
+    assert f"{tsv}:3: sentiment must be one of Negative, Neutral, Positive" in message
+    assert "got 'positive'" in message
+    assert f"{tsv}:4: sentiment must be one of" in message and "got ''" in message
+    assert f"{tsv}:5: start_second/end_second must be numbers, got 'one', '2'" in message
+    assert f"{tsv}:6: expected 0 <= start_second < end_second, got 3.0, 2.0" in message
+    assert f"{tsv}:7: duplicate id 'a' (first on line 2)" in message
+    assert f"{tsv}:8: 2 columns, the header has 7" in message
+    (tmp_path / "x.tsv").write_text("a\tb\n1\t2\n")
+    with pytest.raises(ManifestError, match=r"x\.tsv:1: not a SLUE-VoxCeleb tsv: no column"):
+        import_slue_voxceleb(tmp_path / "x.tsv")
+    with pytest.raises(ManifestError, match="not found"):
+        import_slue_voxceleb(tmp_path / "nope.tsv")
+
+
+# --- VADER ratings -----------------------------------------------------------------------------
+
+
+def vader_file(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """rows: (id, rating, text), written as the real files are: tab-separated, CRLF, no header."""
+    path.write_bytes("\r\n".join("\t".join(r) for r in rows).encode("utf-8"))
+    return path
+
+
+def test_vader_mapping_thresholds() -> None:
+    # ../shared/README.md: >= 1.0 Positive, <= -1.0 Negative, |r| <= 0.5 Neutral, else left out.
+    assert [vader_sentiment(r) for r in (4.0, 1.0, 0.99, 0.5, 0.0, -0.5, -0.51, -1.0, -4.0)] == [
+        "Positive",
+        "Positive",
+        None,
+        "Neutral",
+        "Neutral",
+        "Neutral",
+        None,
+        "Negative",
+        "Negative",
+    ]
+
+
+def test_vader_small_file(tmp_path: Path) -> None:
+    f = vader_file(
+        tmp_path / "tweets_GroundTruth.txt",
+        [
+            ("1", "2.726315789", "So lucky.  Love   you all!"),
+            ("2", "0.75", "Another phone interview."),
+            ("3", "-0.2", "The bus was late &amp; it rained."),
+            ("4", "-1.0", "Worst. Day. Ever. :("),
+            ("5", "0.5", "It is Tuesday"),
+        ],
+    )
+    skipped: list[str] = []
+    utts = import_vader(f, skipped=skipped)
+    assert [(u.id, u.text, u.sentiment) for u in utts] == [
+        ("vader-tweets-1", "So lucky. Love you all!", "Positive"),
+        ("vader-tweets-3", "The bus was late & it rained.", "Neutral"),
+        ("vader-tweets-4", "Worst. Day. Ever. :(", "Negative"),
+        ("vader-tweets-5", "It is Tuesday", "Neutral"),
+    ]
+    assert skipped == ["vader-tweets-2"]
+    assert all(u.audio is None and u.entities is None and u.split == "train" for u in utts)
+    write_manifest(tmp_path / "m.jsonl", utts)
+    assert read_manifest(tmp_path / "m.jsonl") == utts
+    # A folder: every *_GroundTruth.txt in name order, ids kept apart by corpus.
+    vader_file(tmp_path / "amazonReviewSnippets_GroundTruth.txt", [("1_1", "-2", "Broke at once.")])
+    ids = [u.id for u in import_vader(tmp_path, split="dev")]
+    assert ids[0] == "vader-amazon-1_1" and ids[1:] == [u.id for u in utts]
+
+
+def test_vader_bad_rows_are_reported(tmp_path: Path) -> None:
+    f = vader_file(
+        tmp_path / "x_GroundTruth.txt",
+        [("1", "1.5", "fine"), ("2", "high", "text"), ("3", "7", "too high"), ("1", "1", "again")],
+    )
+    with f.open("a", encoding="utf-8") as fh:
+        fh.write("\r\n4\t1.0\r\n5\t-2\t \r\n")
+    with pytest.raises(ManifestError) as info:
+        import_vader(f)
+    message = str(info.value)
+    assert f"{f}:2: rating must be a number, got 'high'" in message
+    assert f"{f}:3: rating must lie in [-4, 4], got 7.0" in message
+    assert f"{f}:4: duplicate id '1' (first on line 1)" in message
+    assert f"{f}:5: expected 3 tab-separated fields (id, rating, text), got 2" in message
+    assert f"{f}:6: empty text" in message
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ManifestError, match=r"no \*_GroundTruth\.txt"):
+        import_vader(tmp_path / "empty")
+    with pytest.raises(ManifestError, match="not found"):
+        import_vader(tmp_path / "nope.txt")
+
+
+def test_vader_shared_ratings(shared: Path) -> None:
+    """The real files import with the class balance the shared README states per corpus."""
+    utts = import_vader(shared / "data/vader-ratings")
+    want = {
+        "movie": (4575, 562, 4598),
+        "amazon": (941, 765, 1514),
+        "nyt": (996, 2402, 558),
+        "tweets": (837, 838, 1830),
+    }
+    for corpus, counts in want.items():
+        mine = [u.sentiment for u in utts if u.id.startswith(f"vader-{corpus}-")]
+        assert tuple(mine.count(s) for s in ("Negative", "Neutral", "Positive")) == counts, corpus
+    assert len({u.id for u in utts}) == len(utts) == sum(sum(c) for c in want.values())
+    assert not any("&amp;" in u.text for u in utts)
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def test_cli_imports_voxceleb_and_vader(tmp_path: Path) -> None:
+    tsv = voxceleb_tsv(tmp_path / "v.tsv", VOXCELEB_ROWS)
+    out = tmp_path / "vox.jsonl"
+    result = runner.invoke(app, ["data", "import", "slue-voxceleb", str(tsv), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())  # rich wraps long lines
+    assert "wrote 3 utterances" in said and "left out 2 <mixed>/Disagreement rows" in said
+    assert [u.sentiment for u in read_manifest(out)] == ["Positive", "Negative", "Neutral"]
+
+    f = vader_file(tmp_path / "tweets_GroundTruth.txt", [("1", "2", "great"), ("2", "-3", "bad")])
+    out = tmp_path / "vader.jsonl"
+    result = runner.invoke(
+        app, ["data", "import", "vader", str(f), "--out", str(out), "--split", "dev"]
+    )
+    assert result.exit_code == 0, result.output
+    assert [(u.sentiment, u.split) for u in read_manifest(out)] == [
+        ("Positive", "dev"),
+        ("Negative", "dev"),
+    ]
+
+    result = runner.invoke(app, ["data", "import", "vader", str(tmp_path / "no"), "--out", "x"])
+    assert result.exit_code == 2 and "not found" in result.output
+    assert "Traceback" not in result.output

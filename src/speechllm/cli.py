@@ -96,6 +96,63 @@ def import_slue(
     err.print(f"wrote {len(utts)} utterances to {out}")
 
 
+@import_app.command("slue-voxceleb")
+def import_voxceleb_cmd(
+    tsv: Path,
+    out: Annotated[Path, typer.Option(help="Manifest to write (JSONL).")],
+    audio_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of segmented <id>.flac|.wav clips; omit for a text-only manifest."
+        ),
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Override the split recorded per line.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Keep only the first N rows.")] = None,
+) -> None:
+    """SLUE-VoxCeleb tsv -> manifest with sentiment labels (<mixed>/Disagreement rows left out)."""
+    from speechllm.importers import import_slue_voxceleb
+    from speechllm.manifest import write_manifest
+
+    skipped: list[str] = []
+    try:
+        utts = import_slue_voxceleb(tsv, audio_dir=audio_dir, split=split, skipped=skipped)[:limit]
+        write_manifest(out, utts)
+    except SpeechLLMError as exc:
+        _fail(exc)
+    err.print(
+        f"wrote {len(utts)} utterances to {out} "
+        f"(left out {len(skipped)} <mixed>/Disagreement rows, as SLUE does)"
+    )
+
+
+@import_app.command("vader")
+def import_vader_cmd(
+    path: Path,
+    out: Annotated[Path, typer.Option(help="Text-only manifest to write (JSONL).")],
+    split: Annotated[str, typer.Option(help="Split recorded on every line.")] = "train",
+    limit: Annotated[int | None, typer.Option(help="Keep only the first N utterances.")] = None,
+) -> None:
+    """VADER human ratings (*_GroundTruth.txt file or folder) -> text-only sentiment manifest.
+
+    Mean rating >= 1 is Positive, <= -1 Negative, within +-0.5 Neutral; others are left out.
+    """
+    from speechllm.importers import import_vader
+    from speechllm.manifest import write_manifest
+
+    skipped: list[str] = []
+    try:
+        utts = import_vader(path, split=split, skipped=skipped)[:limit]
+        write_manifest(out, utts)
+    except SpeechLLMError as exc:
+        _fail(exc)
+    counts = {s: sum(u.sentiment == s for u in utts) for s in ("Negative", "Neutral", "Positive")}
+    err.print(
+        f"wrote {len(utts)} utterances to {out} "
+        f"({', '.join(f'{k} {v}' for k, v in counts.items())}; "
+        f"left out {len(skipped)} ratings between the classes)"
+    )
+
+
 @import_app.command("librispeech")
 def import_librispeech_cmd(
     root: Path,
@@ -222,6 +279,114 @@ def infer(
     print(json.dumps([results[i] for i in range(len(audio))], indent=2))
     if any("error" in r for r in results.values()):
         raise typer.Exit(1)
+
+
+def _tasks(text: str) -> list[str]:
+    """`asr,ner,sa` (or `all`) -> task list in TASKS order; unknown names end the command."""
+    from speechllm.prompts import TASKS
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if names == ["all"]:
+        return list(TASKS)
+    unknown = [t for t in names if t not in TASKS]
+    if unknown or not names:
+        _fail(
+            ValueError(
+                f"--tasks must be a comma-separated subset of {','.join(TASKS)} or all, got {text!r}"
+            )
+        )
+    return [t for t in TASKS if t in names]
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Run directory (or its model/ folder).")],
+    manifest: Annotated[Path, typer.Option(help="Manifest with audio and labels (JSONL).")],
+    out: Annotated[Path, typer.Option(help="Folder for metrics, predictions, plots, report.")],
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks: asr,ner,sa or all.")] = "all",
+    batch_size: Annotated[int, typer.Option(help="Clips encoded / decoded together.")] = 8,
+) -> None:
+    """Decode a manifest with a trained model and score it as SLUE does; prints metrics.json.
+
+    Writes metrics.json, predictions.jsonl, the SLUE submission tsv, NER .wrd files and report.md
+    with plots to --out (the files of `score --out`).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from speechllm import report
+    from speechllm.inference import encode_files
+    from speechllm.inference import evaluate as decode_and_score
+    from speechllm.manifest import read_manifest
+    from speechllm.model import SpeechLLM
+
+    task_list = _tasks(tasks)
+    if batch_size < 1:
+        _fail(ValueError(f"--batch-size must be at least 1, got {batch_size}"))
+    try:
+        utts = read_manifest(manifest, require_audio=True)
+        m = SpeechLLM.load(_model_dir(model))
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=err, transient=True) as bar:
+            enc = bar.add_task("encode", total=len(utts))
+            frames = encode_files(
+                m, [u.audio or "" for u in utts], batch_size, lambda n: bar.advance(enc, n)
+            )
+            dec = bar.add_task("decode", total=None)
+            raw_metrics, answers = decode_and_score(
+                m, utts, frames, task_list, batch_size, lambda n: bar.advance(dec, n)
+            )
+        predictions = report.predictions_from_answers(utts, answers)
+        failures = {t: sum(t in a["parse_failures"] for a in answers) for t in ("ner", "sa")}
+        metrics = report.compute_metrics(utts, predictions, task_list, parse_failures=failures)
+        if "ctc_wer" in raw_metrics:
+            # The CTC head's own transcripts: how well the adapter alone reads the speech.
+            metrics["ctc_wer"] = raw_metrics["ctc_wer"]
+        files = report.write_report(
+            out,
+            utts,
+            predictions,
+            metrics,
+            sources={"model": str(model), "manifest": str(manifest)},
+        )
+    except (SpeechLLMError, OSError) as exc:  # OSError: an --out folder that cannot be written
+        _fail(exc)
+    print(json.dumps(metrics, indent=2))
+    err.print(f"wrote {', '.join(p.name for p in files.values())} to {out}")
+
+
+@app.command()
+def score(
+    reference: Annotated[Path, typer.Option(help="Reference manifest (JSONL).")],
+    predictions: Annotated[
+        Path, typer.Option(help="Predictions in manifest format (JSONL), one per reference id.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the files of `evaluate` to this folder.")
+    ] = None,
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks: asr,ner,sa or all.")] = "all",
+) -> None:
+    """Score predictions made elsewhere (matched by id) as SLUE does; prints metrics.json."""
+    from speechllm import report
+    from speechllm.manifest import read_manifest
+
+    task_list = _tasks(tasks)
+    try:
+        refs = read_manifest(reference)
+        preds = report.read_predictions(predictions)
+        metrics = report.compute_metrics(refs, preds, task_list)
+        if out is not None:
+            files = report.write_report(
+                out,
+                refs,
+                preds,
+                metrics,
+                sources={"reference": str(reference), "predictions": str(predictions)},
+            )
+    except (SpeechLLMError, OSError) as exc:  # OSError: an --out folder that cannot be written
+        _fail(exc)
+    print(json.dumps(metrics, indent=2))
+    if out is not None:
+        err.print(f"wrote {', '.join(p.name for p in files.values())} to {out}")
 
 
 @app.command()

@@ -39,6 +39,31 @@ def decode(
     return answers
 
 
+def encode_files(
+    model: SpeechLLM,
+    paths: list[str],
+    batch_size: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> list[torch.Tensor]:
+    """Encoder frames (T_i, C) of each audio file, encoded in batches; order preserved.
+
+    Raises AudioError (naming the file) for a file that cannot be used. Batched encoding gives
+    each clip the frames it gets alone (the encoder masks padding), so the batch size changes
+    only the speed.
+    """
+    from speechllm.audio import load_audio
+
+    out: list[torch.Tensor] = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        with torch.no_grad():
+            frames, lengths = model.encoder([load_audio(p) for p in chunk])
+        out.extend(f[: int(n)].clone() for f, n in zip(frames, lengths, strict=True))
+        if progress:
+            progress(len(chunk))
+    return out
+
+
 def ctc_decode(model: SpeechLLM, frames: list[torch.Tensor], batch_size: int = 16) -> list[str]:
     """The CTC head's greedy transcripts (no LLM): how well the adapter alone reads the speech."""
     out: list[str] = []
