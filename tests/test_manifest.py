@@ -165,3 +165,14 @@ def test_write_refuses_invalid_utterances(tmp_path: Path) -> None:
         write_manifest(tmp_path / "m.jsonl", bad)
     assert "tag 'GPE'" in str(info.value) and "duplicate id" in str(info.value)
     assert not (tmp_path / "m.jsonl").exists()
+
+
+def test_written_manifest_has_the_usual_file_mode(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        write_manifest(tmp_path / "m.jsonl", [Utterance("a", None, None, "hello")])
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "m.jsonl").stat().st_mode & 0o777 == 0o644

@@ -269,6 +269,10 @@ def write_manifest(path: str | os.PathLike[str], utts: Iterable[Utterance]) -> N
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write("".join(line + "\n" for line in lines))
+        # mkstemp makes the file owner-only; a manifest gets the usual umask-based mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
