@@ -341,6 +341,8 @@ def evaluate(
         if "ctc_wer" in raw_metrics:
             # The CTC head's own transcripts: how well the adapter alone reads the speech.
             metrics["ctc_wer"] = raw_metrics["ctc_wer"]
+        # The classifier heads' own answers (models with heads): measured beside the LLM's.
+        metrics.update({k: v for k, v in raw_metrics.items() if k.startswith("cls_")})
         files = report.write_report(
             out,
             utts,
@@ -387,6 +389,31 @@ def score(
     print(json.dumps(metrics, indent=2))
     if out is not None:
         err.print(f"wrote {', '.join(p.name for p in files.values())} to {out}")
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Option(help="Run directory (or its model/ folder).")],
+    out: Annotated[Path, typer.Option(help="New folder to write the exported model to.")],
+    merge: Annotated[
+        bool,
+        typer.Option(
+            help="Merge the LoRA weights into the LLM and write it as a plain HF model in OUT/llm."
+        ),
+    ] = False,
+) -> None:
+    """Export a trained model: a portable copy, or (--merge) LoRA folded into a plain HF LLM.
+
+    Either way `SpeechLLM.load(OUT)` (and `--model OUT` in the other commands) gives the
+    original's outputs.
+    """
+    from speechllm.export import export_model
+
+    try:
+        path = export_model(_model_dir(model), out, merge=merge)
+    except (SpeechLLMError, OSError) as exc:  # OSError: an --out folder that cannot be written
+        _fail(exc)
+    err.print(f"exported {'merged ' if merge else ''}model to {path}")
 
 
 @app.command()

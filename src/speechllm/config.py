@@ -57,6 +57,26 @@ class LoraSettings:
 
 
 @dataclass
+class ClassifierHeadsConfig:
+    """Utterance-level classifier heads on the adapter output (`regularizer.py`).
+
+    Part of the model: heads that exist are saved with the trained weights and rebuilt on load.
+    Trained only when `train.classifier_regularizer.weight` > 0.
+    """
+
+    enabled: bool = False
+    """Build the heads. False keeps the model (and its saved weights) exactly as without them."""
+    pooling: Literal["mean", "attention"] = "mean"
+    """How the adapter vectors (B, T', D) become one vector per clip: `mean` over the clip's
+    positions, or `attention`: a learned score per position, softmax over the clip (starts out
+    as the mean)."""
+    hidden: int = 256
+    """Hidden width of each head's MLP; 0 = a linear head on the pooled vector."""
+    dropout: float = 0.1
+    """Dropout before each head's output layer (training only)."""
+
+
+@dataclass
 class ModelConfig:
     """Which pretrained parts to combine and how."""
 
@@ -79,6 +99,8 @@ class ModelConfig:
     """Tokens the CTC head scores: `train` = those in the training transcripts (several times
     cheaper on SmolLM2's 49k vocabulary; the list is saved with the model and widened, never
     narrowed, when fine-tuning), `all` = the whole embedding table."""
+    classifier_heads: ClassifierHeadsConfig = field(default_factory=ClassifierHeadsConfig)
+    """Sentiment and entity-tag heads on the pooled adapter output (off by default)."""
     max_new_tokens: int = 128
     """Generation length limit at inference."""
     repetition_guard: int = 4
@@ -104,6 +126,20 @@ class DataConfig:
     """Utterances decoded per periodic evaluation (the first N of the eval manifests)."""
     max_seconds: float = 30.0
     """Utterances longer than this are skipped (Whisper's window is 30 s)."""
+
+
+@dataclass
+class ClassifierRegularizerConfig:
+    """Auxiliary utterance-classification loss on the adapter output (`regularizer.py`).
+
+    The heads' shape (pooling, width) is part of the model and lives in `model.classifier_heads`,
+    so that a saved model can rebuild them; this section says only how much their loss counts.
+    """
+
+    weight: float = 0.0
+    """Weight of `cls_loss` (mean of the sentiment cross-entropy and the entity-tag BCE, each over
+    the examples that have that label) added to the training loss; 0 = off. Needs
+    `model.classifier_heads.enabled`. Counted on full steps, not on CTC-only warm-up steps."""
 
 
 @dataclass
@@ -157,8 +193,13 @@ class TrainConfig:
     """Checkpoints kept on disk (the oldest are deleted)."""
     log_every: int = 10
     """Append training metrics to metrics.jsonl every N steps."""
+    classifier_regularizer: ClassifierRegularizerConfig = field(
+        default_factory=ClassifierRegularizerConfig
+    )
+    """Sentiment / entity-tag classifier loss on the pooled adapter output."""
     init_from: str | None = None
-    """A run directory whose trained weights (adapter, LoRA) initialise this run (fine-tuning)."""
+    """A run directory whose trained weights (adapter, LoRA, classifier heads where both models
+    have them) initialise this run (fine-tuning)."""
     feature_cache: str | None = None
     """Folder of cached encoder outputs; default `$SPEECHLLM_CACHE/features`."""
 

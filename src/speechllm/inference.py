@@ -11,6 +11,7 @@ from speechllm.data import collate_frames
 from speechllm.manifest import Utterance
 from speechllm.model import SpeechLLM
 from speechllm.prompts import parse_asr, parse_ner, parse_sentiment
+from speechllm.regularizer import predicted_sentiment, predicted_tags
 from speechllm.slue import ner_scores, sentiment_macro_f1, slue_score, wer
 
 
@@ -71,6 +72,25 @@ def ctc_decode(model: SpeechLLM, frames: list[torch.Tensor], batch_size: int = 1
         x, lengths = collate_frames(frames[start : start + batch_size])
         out.extend(model.ctc_transcripts(x, lengths))
     return out
+
+
+def classify(
+    model: SpeechLLM, frames: list[torch.Tensor], batch_size: int = 16
+) -> list[dict[str, dict[str, float]]]:
+    """The classifier heads' probabilities (see `SpeechLLM.classify`) for frames (T_i, C)."""
+    out: list[dict[str, dict[str, float]]] = []
+    for start in range(0, len(frames), batch_size):
+        x, lengths = collate_frames(frames[start : start + batch_size])
+        out.extend(model.classify(x, lengths))
+    return out
+
+
+def tag_presence_f1(gold: list[set[str]], pred: list[set[str]]) -> float:
+    """Micro F1 x100 over (clip, tag) pairs: does the clip hold an entity of this tag?"""
+    tp = sum(len(g & p) for g, p in zip(gold, pred, strict=True))
+    fp = sum(len(p - g) for g, p in zip(gold, pred, strict=True))
+    fn = sum(len(g - p) for g, p in zip(gold, pred, strict=True))
+    return 100.0 * 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 100.0
 
 
 def understand(answers: dict[str, str]) -> dict[str, Any]:
@@ -150,8 +170,37 @@ def evaluate(
             [g for g, _ in sa], [p["sentiment"] for _, p in sa]
         )
         metrics["sa_parse_failures"] = sum("sa" in p["parse_failures"] for _, p in sa)
+    if model.classifier is not None:
+        metrics.update(_classifier_metrics(model, utts, frames, batch_size))
     if {"wer", "ner_f1", "sa_macro_f1"} <= metrics.keys():
         metrics["slue_score"] = slue_score(
             metrics["wer"], metrics["ner_f1"], metrics["sa_macro_f1"]
         )
     return metrics, preds
+
+
+def _classifier_metrics(
+    model: SpeechLLM, utts: list[Utterance], frames: list[torch.Tensor], batch_size: int
+) -> dict[str, Any]:
+    """The classifier heads scored on every labelled utterance, whichever tasks were decoded:
+    `cls_sa_macro_f1` (comparable with the LLM's `sa_macro_f1`) and `cls_tag_f1` (which SLUE
+    tags occur, micro F1 at p >= 0.5)."""
+    labelled = [i for i, u in enumerate(utts) if u.sentiment is not None or u.entities is not None]
+    if not labelled:
+        return {}
+    probs = dict(
+        zip(labelled, classify(model, [frames[i] for i in labelled], batch_size), strict=True)
+    )
+    out: dict[str, Any] = {}
+    sa = [i for i in labelled if utts[i].sentiment is not None]
+    if sa:
+        out["cls_sa_macro_f1"] = sentiment_macro_f1(
+            [utts[i].sentiment for i in sa], [predicted_sentiment(probs[i]) for i in sa]
+        )
+    tagged = [i for i in labelled if utts[i].entities is not None]
+    if tagged:
+        out["cls_tag_f1"] = tag_presence_f1(
+            [{t for t, _ in utts[i].entities} for i in tagged],
+            [predicted_tags(probs[i]) for i in tagged],
+        )
+    return out

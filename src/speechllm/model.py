@@ -6,8 +6,10 @@ Sequence fed to the LLM for one example (chat template where the LLM has one):
 
 The loss is the LM loss on the answer tokens only, plus (in training, optional) a CTC loss on the
 adapter output over the LLM's vocabulary that aligns speech vectors with token embeddings
-(`ctc.py`). With `speech_input: ctc` the speech embeddings are the CTC-compressed soft tokens
-(B, N, D) instead of the adapter's vectors (B, T', D).
+(`ctc.py`) and a sentiment / entity-tag classification loss on the pooled adapter output
+(`regularizer.py`, only in models built with `classifier_heads.enabled`). With
+`speech_input: ctc` the speech embeddings are the CTC-compressed soft tokens (B, N, D) instead of
+the adapter's vectors (B, T', D).
 
 Saved models hold only what was trained (adapter, LoRA, small heads) in safetensors, plus a config
 that names the base models; loading rebuilds the bases and restores identical logits.
@@ -27,11 +29,12 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from speechllm.adapter import build_adapter
-from speechllm.config import AdapterConfig, LoraSettings, ModelConfig
+from speechllm.config import AdapterConfig, ClassifierHeadsConfig, LoraSettings, ModelConfig
 from speechllm.ctc import CTCHead
 from speechllm.encoder import SpeechEncoder
 from speechllm.errors import ModelSourceError
 from speechllm.prompts import INSTRUCTIONS, PROMPT_VERSION, TASKS
+from speechllm.regularizer import ClassifierHeads
 
 SPEECH_PLACEHOLDER = "<|speech|>"
 SYSTEM_PROMPT = "You understand speech."
@@ -45,7 +48,9 @@ class Batch:
 
     frames (B, T, C) encoder output, zero-padded; frame_lengths (B,); tasks: one per example;
     answers: target texts (training) or None (generation); transcripts: plain transcripts for the
-    CTC loss (None where unknown).
+    CTC loss (None where unknown); sentiments: each utterance's sentiment class, entity_tags: the
+    SLUE tags of its entities ([] = labelled, none), for the classifier loss (None where unknown,
+    whatever the example's task).
     """
 
     frames: torch.Tensor
@@ -53,6 +58,8 @@ class Batch:
     tasks: list[str]
     answers: list[str] | None = None
     transcripts: list[str | None] | None = None
+    sentiments: list[str | None] | None = None
+    entity_tags: list[list[str] | None] | None = None
 
 
 class SpeechLLM(nn.Module):
@@ -75,6 +82,13 @@ class SpeechLLM(nn.Module):
         d_llm = embed.shape[1]
         self.adapter = build_adapter(encoder.dim, d_llm, config.adapter, target_rms)
         self.ctc = CTCHead(d_llm, target_rms)
+        # Only when asked for: a model without heads keeps exactly its parameter names, so weights
+        # saved before heads existed still load strictly.
+        self.classifier = (
+            ClassifierHeads(d_llm, config.classifier_heads)
+            if config.classifier_heads.enabled
+            else None
+        )
         if config.lora.enabled:
             llm = _add_lora(llm, config.lora)
         self.llm = llm
@@ -179,15 +193,21 @@ class SpeechLLM(nn.Module):
         return inputs, mask, labels
 
     def forward(
-        self, batch: Batch, ctc_weight: float = 0.0, lm: bool = True
+        self, batch: Batch, ctc_weight: float = 0.0, lm: bool = True, cls_weight: float = 0.0
     ) -> dict[str, torch.Tensor]:
-        """Training losses: {'loss', 'lm_loss' (if lm), 'ctc_loss' (if ctc_weight > 0)}.
+        """Training losses: {'loss', 'lm_loss' (if lm), 'ctc_loss' (if ctc_weight > 0),
+        'cls_loss' (if cls_weight > 0 and some example has a sentiment or entity label)}.
 
         `lm=False` skips the LLM entirely (CTC only): a step then costs the adapter and one
         projection onto the embedding table, a small fraction of a full step.
         """
         if batch.answers is None:
             raise ValueError("training batch needs answers")
+        if cls_weight > 0 and self.classifier is None:
+            raise ValueError(
+                "cls_weight > 0 needs classifier heads: build the model with "
+                "classifier_heads.enabled"
+            )
         speech, lengths = self.speech_embeddings(batch.frames, batch.frame_lengths)
         if not lm:
             ctc = self.ctc_loss(speech, lengths, batch.transcripts or [])
@@ -213,7 +233,13 @@ class SpeechLLM(nn.Module):
             ctc = self.ctc_loss(speech, lengths, batch.transcripts)
             if ctc is not None:
                 result["ctc_loss"] = ctc
-                result["loss"] = lm_loss + ctc_weight * ctc
+                result["loss"] = result["loss"] + ctc_weight * ctc
+        if cls_weight > 0 and self.classifier is not None:
+            # The heads read the adapter's own vectors, not the CTC-compressed soft tokens.
+            cls = self.classifier.loss(speech, lengths, batch.sentiments, batch.entity_tags)
+            if cls is not None:
+                result["cls_loss"] = cls
+                result["loss"] = result["loss"] + cls_weight * cls
         return result
 
     def ctc_loss(
@@ -233,6 +259,20 @@ class SpeechLLM(nn.Module):
         return self.tokenizer(" " + transcript, add_special_tokens=False).input_ids
 
     # ---------------------------------------------------------------- inference
+
+    @torch.no_grad()
+    def classify(
+        self, frames: torch.Tensor, lengths: torch.Tensor
+    ) -> list[dict[str, dict[str, float]]]:
+        """The classifier heads' reading of encoder frames (B, T, C), lengths (B,): per clip
+        {'sentiment': {class: probability} (sums to 1), 'entity_tags': {tag: probability}}.
+
+        Call in eval mode (dropout). ValueError for a model built without heads.
+        """
+        if self.classifier is None:
+            raise ValueError("this model has no classifier heads (model.classifier_heads.enabled)")
+        speech, speech_lengths = self.speech_embeddings(frames, lengths)
+        return self.classifier.probabilities(speech, speech_lengths)
 
     @torch.no_grad()
     def generate(
@@ -289,7 +329,8 @@ class SpeechLLM(nn.Module):
     # ---------------------------------------------------------------- save / load
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Exactly the parameters that train (adapter, CTC head, LoRA), plus the CTC vocabulary."""
+        """Exactly the parameters that train (adapter, CTC head, LoRA, classifier heads), plus the
+        CTC vocabulary."""
         state = {
             n: p.detach().cpu().contiguous() for n, p in self.named_parameters() if p.requires_grad
         }
@@ -298,12 +339,7 @@ class SpeechLLM(nn.Module):
 
     def save(self, directory: str | Path) -> Path:
         """Write model.safetensors (trained weights only) and speechllm_config.json."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_file(self.trainable_state_dict(), str(directory / WEIGHTS_FILE))
-        meta = {"model": dataclasses.asdict(self.config), "prompt_version": PROMPT_VERSION}
-        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        return directory
+        return write_model_dir(directory, self.trainable_state_dict(), self.config)
 
     def load_trained(self, directory: str | Path, strict: bool = True) -> None:
         """Load trained weights saved by `save` into this model."""
@@ -342,14 +378,44 @@ class SpeechLLM(nn.Module):
         return [(k, v[0], v[1]) for k, v in parts.items()]
 
 
+def write_model_dir(
+    directory: str | Path,
+    state: dict[str, torch.Tensor],
+    config: ModelConfig,
+    extra: dict[str, object] | None = None,
+) -> Path:
+    """Write a model directory: `state` as model.safetensors, `config` (+ `extra` keys) as
+    speechllm_config.json."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(directory / WEIGHTS_FILE))
+    meta = {"model": dataclasses.asdict(config), "prompt_version": PROMPT_VERSION, **(extra or {})}
+    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return directory
+
+
 def read_model_config(directory: str | Path) -> ModelConfig:
-    """The ModelConfig a saved model directory records."""
-    path = Path(directory) / CONFIG_FILE
+    """The ModelConfig a saved model directory records.
+
+    A relative `encoder` / `llm` path that names a folder inside the model directory is taken
+    relative to it: an export ships its merged LLM as `llm/` beside the weights (`export.py`) and
+    stays loadable wherever the directory is moved.
+    """
+    directory = Path(directory)
+    path = directory / CONFIG_FILE
     if not path.is_file():
         raise ModelSourceError(f"{directory}: not a speechllm model directory (no {CONFIG_FILE})")
     raw = json.loads(path.read_text())["model"]
     raw["adapter"] = AdapterConfig(**raw["adapter"])
     raw["lora"] = LoraSettings(**raw["lora"])
+    # Models saved before the heads existed have no such key: they get the default (no heads).
+    if "classifier_heads" in raw:
+        raw["classifier_heads"] = ClassifierHeadsConfig(**raw["classifier_heads"])
+    for key in ("encoder", "llm"):
+        inside = (directory / raw[key]).resolve()
+        # Only a folder strictly below the model directory ("llm"; not "." or "../x").
+        if directory.resolve() in inside.parents and inside.is_dir():
+            raw[key] = str(inside)
     return ModelConfig(**raw)
 
 

@@ -128,6 +128,12 @@ def make_batch(examples: list[Example], cache: FeatureCache) -> Batch:
         tasks=[e.task for e in examples],
         answers=[e.answer for e in examples],
         transcripts=[e.utt.text for e in examples],
+        # Labels for the classifier loss come from the utterance, whatever the example's task.
+        sentiments=[e.utt.sentiment for e in examples],
+        entity_tags=[
+            None if e.utt.entities is None else sorted({tag for tag, _ in e.utt.entities})
+            for e in examples
+        ],
     )
 
 
@@ -138,6 +144,14 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     if config.model.speech_input == "ctc" and tc.ctc_weight <= 0:
         raise ConfigError(
             "model.speech_input 'ctc' feeds the LLM the CTC head's output: set train.ctc_weight > 0"
+        )
+    cls_weight = tc.classifier_regularizer.weight
+    if cls_weight < 0:
+        raise ConfigError(f"train.classifier_regularizer.weight must be >= 0, got {cls_weight}")
+    if cls_weight > 0 and not config.model.classifier_heads.enabled:
+        raise ConfigError(
+            "train.classifier_regularizer.weight > 0 trains the classifier heads, but the model "
+            "has none: set model.classifier_heads.enabled: true"
         )
     accelerator = Accelerator(
         # Without a GPU, processes started by `accelerate launch --multi_gpu` (torchrun) then run
@@ -225,6 +239,9 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     t0 = time.monotonic() - elapsed0
     step = start_step
     running: dict[str, float] = {}
+    # Micro-batches each loss was logged on: cls_loss (and ctc_loss) are absent from batches
+    # without labels / steps without them, so each is averaged over the steps that had it.
+    counts: dict[str, float] = {}
     progress = Progress(
         TextColumn("[bold]train"),
         BarColumn(),
@@ -243,7 +260,9 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
                 source = sampler if lm else warmup_sampler
                 batch = make_batch(source.batch(step * tc.grad_accum + micro), cache)
                 with accelerator.accumulate(ddp_model), accelerator.autocast():
-                    losses = ddp_model(batch, ctc_weight=tc.ctc_weight, lm=lm)
+                    losses = ddp_model(
+                        batch, ctc_weight=tc.ctc_weight, lm=lm, cls_weight=cls_weight
+                    )
                     accelerator.backward(losses["loss"])
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(params, tc.grad_clip)
@@ -251,6 +270,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
                     optimizer.zero_grad()
                 for k, v in losses.items():
                     running[k] = running.get(k, 0.0) + float(v.detach()) / tc.grad_accum
+                    counts[k] = counts.get(k, 0.0) + 1 / tc.grad_accum
             scheduler.step()
             step += 1
             minutes = (time.monotonic() - t0) / 60
@@ -260,10 +280,10 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
                     "minutes": round(minutes, 3),
                     "lr": scheduler.get_last_lr()[0],
                 }
-                record.update({k: round(v / tc.log_every, 4) for k, v in running.items()})
+                record.update({k: round(v / counts[k], 4) for k, v in running.items()})
                 log(record)
                 progress.update(bar, info=f"loss {record.get('loss', 0):.3f}")
-                running = {}
+                running, counts = {}, {}
             progress.update(bar, completed=step)
             out_of_time = tc.max_minutes is not None and minutes >= tc.max_minutes
             if (tc.eval_every and step % tc.eval_every == 0) and eval_utts and not out_of_time:
