@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -389,6 +390,10 @@ def write_model_dir(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(state, str(directory / WEIGHTS_FILE))
+    # safetensors creates the file owner-only; a saved model is meant to be shared.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory / WEIGHTS_FILE, 0o666 & ~umask)
     meta = {"model": dataclasses.asdict(config), "prompt_version": PROMPT_VERSION, **(extra or {})}
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return directory
