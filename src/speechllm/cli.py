@@ -417,6 +417,49 @@ def export(
 
 
 @app.command()
+def serve(
+    model: Annotated[Path, typer.Option(help="Run directory (or its model/ folder).")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_upload_mb: Annotated[
+        float, typer.Option(help="Largest upload in MiB (larger: 413).")
+    ] = 25.0,
+    max_seconds: Annotated[
+        float, typer.Option(help="Longest clip in seconds, at most 30 (longer: 413).")
+    ] = 30.0,
+    max_queue: Annotated[
+        int, typer.Option(help="Requests that may wait for the model (more: 429).")
+    ] = 64,
+    max_batch: Annotated[int, typer.Option(help="Most requests answered by one model call.")] = 8,
+    batch_wait_ms: Annotated[
+        float, typer.Option(help="How long a batch waits for more requests, in ms.")
+    ] = 10.0,
+    request_timeout_s: Annotated[
+        float, typer.Option(help="Longest a request waits for its answer (longer: 504).")
+    ] = 60.0,
+) -> None:
+    """Serve the model over HTTP: POST /v1/understand (audio + task), GET /healthz, /docs."""
+    import uvicorn
+
+    from speechllm.model import SpeechLLM
+    from speechllm.server import ServerConfig, create_app
+
+    try:
+        config = ServerConfig(
+            max_upload_mb=max_upload_mb,
+            max_seconds=max_seconds,
+            max_queue=max_queue,
+            max_batch=max_batch,
+            batch_wait_ms=batch_wait_ms,
+            request_timeout_s=request_timeout_s,
+        )
+        m = SpeechLLM.load(_model_dir(model))
+    except SpeechLLMError as exc:
+        _fail(exc)
+    uvicorn.run(create_app(m, config, name=str(model)), host=host, port=port)
+
+
+@app.command()
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where data, features and the run go.")] = Path(
         "work/demo"
