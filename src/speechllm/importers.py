@@ -43,15 +43,7 @@ def import_slue_voxpopuli(
     None (a text-only manifest, for `speechllm data synth`).
     """
     tsv = Path(tsv_path)
-    rows = _read_tsv(tsv, "SLUE-VoxPopuli")
-    header = rows[0]
-    missing = [c for c in _SLUE_COLUMNS if c not in header]
-    if missing:
-        raise ManifestError(
-            f"{tsv}:1: not a SLUE-VoxPopuli tsv: no column(s) {', '.join(missing)} "
-            f"(header: {', '.join(header)})"
-        )
-    col = {name: i for i, name in enumerate(header)}
+    rows, col = _read_table(tsv, "SLUE-VoxPopuli", _SLUE_COLUMNS)
     labelled = "normalized_ner" in col
 
     utts: list[Utterance] = []
@@ -60,8 +52,8 @@ def import_slue_voxpopuli(
         if not any(cell.strip() for cell in row):
             continue
         where = f"{tsv}:{lineno}"
-        if len(row) != len(header):
-            problems.append(f"{where}: {len(row)} columns, the header has {len(header)}")
+        if len(row) != len(col):
+            problems.append(f"{where}: {len(row)} columns, the header has {len(col)}")
             continue
         uid, text = row[col["id"]].strip(), row[col["normalized_text"]]
         entities: list[tuple[str, str]] | None = None
@@ -159,15 +151,7 @@ def import_slue_voxceleb(
     "file:line: what is wrong" for each.
     """
     tsv = Path(tsv_path)
-    rows = _read_tsv(tsv, "SLUE-VoxCeleb")
-    header = rows[0]
-    missing = [c for c in _VOXCELEB_COLUMNS if c not in header]
-    if missing:
-        raise ManifestError(
-            f"{tsv}:1: not a SLUE-VoxCeleb tsv: no column(s) {', '.join(missing)} "
-            f"(header: {', '.join(header)})"
-        )
-    col = {name: i for i, name in enumerate(header)}
+    rows, col = _read_table(tsv, "SLUE-VoxCeleb", _VOXCELEB_COLUMNS)
     labelled = "sentiment" in col
     has_segment = "start_second" in col and "end_second" in col
 
@@ -179,8 +163,8 @@ def import_slue_voxceleb(
         if not any(cell.strip() for cell in row):
             continue
         where = f"{tsv}:{lineno}"
-        if len(row) != len(header):
-            problems.append(f"{where}: {len(row)} columns, the header has {len(header)}")
+        if len(row) != len(col):
+            problems.append(f"{where}: {len(row)} columns, the header has {len(col)}")
             continue
         uid = row[col["id"]].strip()
         if not uid:
@@ -260,6 +244,21 @@ def _check_segments(utts: list[Utterance], segments: dict[str, float], audio_dir
             "(SLUE's <split>_raw/); use the segmented clips (slue-toolkit's create_manifest "
             "writes them to <split>/)",
         )
+
+
+def _read_table(
+    tsv: Path, what: str, required: tuple[str, ...] | list[str]
+) -> tuple[list[list[str]], dict[str, int]]:
+    """Rows of a tsv (header first) and its column index; ManifestError if a column is missing."""
+    rows = _read_tsv(tsv, what)
+    header = rows[0]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ManifestError(
+            f"{tsv}:1: not a {what} tsv: no column(s) {', '.join(missing)} "
+            f"(header: {', '.join(header)})"
+        )
+    return rows, {name: i for i, name in enumerate(header)}
 
 
 def _read_tsv(tsv: Path, what: str) -> list[list[str]]:
