@@ -3,7 +3,6 @@ labelled examples, gradients reach the adapter, heads save and load with the mod
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -13,20 +12,9 @@ from speechllm.labels import SENTIMENTS, SLUE_TAGS
 from speechllm.manifest import Utterance
 from speechllm.model import CONFIG_FILE, Batch, SpeechLLM
 from speechllm.regularizer import ClassifierHeads, tag_targets
+from test_model import make_model, waves
 
 POOLINGS = ["mean", "attention"]
-
-
-def make_model(tiny_dirs, **kw) -> SpeechLLM:
-    w, lm = tiny_dirs
-    cfg = ModelConfig(encoder=str(w), llm=str(lm), adapter=AdapterConfig(hidden=48), **kw)
-    torch.manual_seed(0)
-    return SpeechLLM.from_config(cfg).eval()
-
-
-def waves(*seconds: float) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    return [(rng.standard_normal(int(s * 16000)) * 0.1).astype(np.float32) for s in seconds]
 
 
 def heads_model(tiny_dirs, pooling="mean", **kw) -> SpeechLLM:

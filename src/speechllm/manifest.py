@@ -161,20 +161,28 @@ def problems_error(problems: list[str], limit: int = MAX_REPORTED) -> ManifestEr
     return err
 
 
-def read_manifest(path: str | os.PathLike[str], *, require_audio: bool = False) -> list[Utterance]:
+def read_manifest(
+    path: str | os.PathLike[str],
+    *,
+    require_audio: bool = False,
+    defaults: dict[str, Any] | None = None,
+    what: str = "manifest",
+) -> list[Utterance]:
     """Read and validate a JSONL manifest; relative audio paths become absolute.
 
     Every line is checked (JSON object, keys, types, tags in SLUE_TAGS, sentiment in SENTIMENTS,
     unique ids and, with `require_audio`, an existing audio file) and all problems found are
-    reported together in one ManifestError, "file:line: what is wrong" per line.
+    reported together in one ManifestError, "file:line: what is wrong" per line. `defaults` fill
+    keys a line leaves out (predictions need no `audio`/`duration`); `what` names the file kind
+    in errors.
     """
     p = Path(path)
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise ManifestError(f"{p}: manifest not found") from None
+        raise ManifestError(f"{p}: {what} not found") from None
     except IsADirectoryError:
-        raise ManifestError(f"{p}: is a folder, not a manifest (.jsonl) file") from None
+        raise ManifestError(f"{p}: is a folder, not a {what} (.jsonl) file") from None
     except OSError as exc:
         raise ManifestError(f"{p}: cannot be read ({exc.strerror or exc})") from exc
     try:
@@ -197,6 +205,8 @@ def read_manifest(path: str | os.PathLike[str], *, require_audio: bool = False) 
         except json.JSONDecodeError as exc:
             problems.append(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
             continue
+        if defaults and isinstance(obj, dict):
+            obj = {**defaults, **obj}
         line_problems = validate_dict(obj)
         uid = obj.get("id") if isinstance(obj, dict) else None
         # Ids are checked on invalid lines too, so fixing one problem does not reveal another.
@@ -222,7 +232,7 @@ def read_manifest(path: str | os.PathLike[str], *, require_audio: bool = False) 
     if problems:
         raise problems_error(problems)
     if not utts:
-        raise ManifestError(f"{p}: the manifest holds no utterances")
+        raise ManifestError(f"{p}: the {what} holds no utterances")
     return utts
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from speechllm.errors import ManifestError
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
-from speechllm.manifest import Utterance, problems_error, validate_dict, write_manifest
+from speechllm.manifest import Utterance, read_manifest, write_manifest
 from speechllm.prompts import TASKS
 from speechllm.slue import (
     ner_scores,
@@ -139,47 +139,7 @@ def read_predictions(path: str | os.PathLike[str]) -> list[Utterance]:
     Every line is checked as a manifest line is (tags, sentiment classes, unique ids); all
     problems are reported together, "file:line: what is wrong" per line.
     """
-    p = Path(path)
-    try:
-        content = p.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise ManifestError(f"{p}: predictions file not found") from None
-    except IsADirectoryError:
-        raise ManifestError(f"{p}: is a folder, not a predictions (.jsonl) file") from None
-    except OSError as exc:
-        raise ManifestError(f"{p}: cannot be read ({exc.strerror or exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{p}: not UTF-8 text ({exc.reason})") from None
-    preds: list[Utterance] = []
-    problems: list[str] = []
-    first_line: dict[str, int] = {}
-    for lineno, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{p}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if isinstance(obj, dict):
-            # Predictions need no audio: default the two keys a manifest line must have.
-            obj = {"audio": None, "duration": None, **obj}
-        line_problems = validate_dict(obj)
-        uid = obj.get("id") if isinstance(obj, dict) else None
-        if isinstance(uid, str) and uid in first_line:
-            line_problems.append(f"duplicate id {uid!r} (first on line {first_line[uid]})")
-        elif isinstance(uid, str):
-            first_line[uid] = lineno
-        if line_problems:
-            problems.extend(f"{where}: {msg}" for msg in line_problems)
-            continue
-        preds.append(Utterance.from_dict(obj))
-    if problems:
-        raise problems_error(problems)
-    if not preds:
-        raise ManifestError(f"{p}: the predictions file holds no lines")
-    return preds
+    return read_manifest(path, defaults={"audio": None, "duration": None}, what="predictions file")
 
 
 def predictions_from_answers(
