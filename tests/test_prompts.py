@@ -1,5 +1,8 @@
+from pathlib import Path
+
 import pytest
 
+from speechllm.importers import import_slue_voxpopuli
 from speechllm.prompts import format_ner, parse_ner, parse_sentiment, target_text
 
 
@@ -15,6 +18,43 @@ def test_format_then_parse_round_trip():
 def test_repeated_entity_is_marked_each_time_in_order():
     answer = format_ner("france and france", [("PLACE", "france"), ("PLACE", "france")])
     assert answer == "[PLACE france] and [PLACE france]"
+
+
+def test_entities_listed_right_to_left_are_placed_inline():
+    # SLUE's tsv lists entities right to left; every one must land at its place, none appended.
+    text = "as for energy the eu heads decided on two thousand and fourteen as the deadline."
+    ents = [("WHEN", "two thousand and fourteen"), ("PLACE", "eu")]
+    answer = format_ner(text, ents)
+    assert answer == (
+        "as for energy the [PLACE eu] heads decided on [WHEN two thousand and fourteen] "
+        "as the deadline."
+    )
+    assert sorted(parse_ner(answer).entities) == sorted(ents)
+
+
+def test_phrase_before_punctuation_is_placed_inline():
+    assert format_ner("framework dictated by the eu.", [("PLACE", "eu")]) == (
+        "framework dictated by the [PLACE eu]."
+    )
+
+
+def test_phrase_inside_a_longer_word_is_not_matched():
+    answer = format_ner("europeans and europe", [("PLACE", "europe")])
+    assert answer == "europeans and [PLACE europe]"
+
+
+def test_slue_dev_targets_keep_the_transcript_and_every_entity(shared: Path) -> None:
+    """On all of SLUE-VoxPopuli dev, markup only wraps words: stripping it gives the transcript back
+    (nothing appended), and every gold entity is recovered."""
+    utts = import_slue_voxpopuli(shared / "data/slue-voxpopuli/slue-voxpopuli_dev.tsv")
+    displaced = 0
+    for utt in utts:
+        parsed = parse_ner(format_ner(utt.text, utt.entities or []))
+        assert sorted(parsed.entities) == sorted(utt.entities or [])
+        displaced += parsed.text != utt.text
+    assert displaced <= len(utts) // 100, (
+        f"{displaced} of {len(utts)} targets had entities appended"
+    )
 
 
 def test_phrase_not_in_text_is_kept_not_lost():

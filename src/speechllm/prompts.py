@@ -40,23 +40,30 @@ _SPACES = re.compile(r"\s+")
 
 
 def format_ner(text: str, entities: list[tuple[str, str]]) -> str:
-    """Insert `[TAG phrase]` markup into `text` for each entity, left to right.
+    """Insert `[TAG phrase]` markup into `text` at each entity's place in the transcript.
 
-    Each phrase is matched at a word boundary after the previous match; a phrase that cannot be
-    found (labels made elsewhere may not match the transcript) is appended at the end so the
-    label is not lost.
+    The entity list may come in any order (SLUE's tsv lists them right to left): each phrase
+    claims its first whole-word occurrence (punctuation may follow it, as in "by the eu.") that
+    no earlier entity claimed, and the markup is then written left to right. A phrase that
+    cannot be placed (labels made elsewhere may not match the transcript, or overlap another
+    entity) is appended at the end so the label is not lost.
     """
-    out: list[str] = []
-    pos = 0
+    spans: list[tuple[int, int, str]] = []
     missing: list[str] = []
     for tag, phrase in entities:
-        m = re.compile(r"(?<!\S)" + re.escape(phrase) + r"(?!\S)").search(text, pos)
-        if m is None:
+        pattern = re.compile(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)")
+        for m in pattern.finditer(text):
+            if all(m.end() <= s or m.start() >= e for s, e, _ in spans):
+                spans.append((m.start(), m.end(), tag))
+                break
+        else:
             missing.append(f"[{tag} {phrase}]")
-            continue
-        out.append(text[pos : m.start()])
-        out.append(f"[{tag} {phrase}]")
-        pos = m.end()
+    out: list[str] = []
+    pos = 0
+    for start, end, tag in sorted(spans):
+        out.append(text[pos:start])
+        out.append(f"[{tag} {text[start:end]}]")
+        pos = end
     out.append(text[pos:])
     result = "".join(out)
     if missing:
