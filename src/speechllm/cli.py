@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from speechllm.errors import SpeechLLMError
@@ -21,12 +22,19 @@ import_app = typer.Typer(no_args_is_help=True, help="Turn a corpus into a manife
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 data_app.add_typer(import_app, name="import")
+bench_app = typer.Typer(
+    no_args_is_help=True,
+    help="Offline benchmark: SLUE NER and VADER sentiment spoken by piper, LibriSpeech clips.",
+)
+app.add_typer(bench_app, name="bench")
 
 err = Console(stderr=True)
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}")
+    # escape: messages hold text such as "pip install 'speechllm[labels]'" that rich would
+    # otherwise take for markup and drop.
+    err.print(f"[bold red]error:[/] {escape(str(exc))}")
     raise typer.Exit(2)
 
 
@@ -247,6 +255,7 @@ def infer(
 ) -> None:
     """Transcribe / tag / judge audio files; prints one JSON object per file (a JSON list)."""
     from speechllm.audio import load_audio
+    from speechllm.errors import AudioError
     from speechllm.inference import decode, understand
     from speechllm.model import SpeechLLM
     from speechllm.prompts import TASKS
@@ -263,10 +272,15 @@ def infer(
     frames = []
     for i, path in enumerate(audio):
         try:
-            wav = load_audio(path)
+            # 30 s: Whisper's window, checked before resampling (a tiny file claiming a 1 Hz
+            # rate would otherwise be resampled to gigabytes first).
+            wav = load_audio(path, max_seconds=30.0)
             f, n = m.encoder([wav])
             frames.append(f[0, : int(n[0])])
             good.append(i)
+        except AudioError as exc:
+            # The encoder's own errors do not know the file: name it, as load_audio's do.
+            results[i] = {"audio": str(path), "error": f"{path}: {exc.reason}"}
         except SpeechLLMError as exc:
             results[i] = {"audio": str(path), "error": str(exc)}
     jobs = [(i, t) for i in range(len(good)) for t in tasks]
@@ -392,6 +406,77 @@ def score(
 
 
 @app.command()
+def annotate(
+    manifest: Annotated[Path, typer.Option(help="Manifest whose transcripts to label (JSONL).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Labelled manifest to write; OUT.summary.json and OUT.cache.jsonl beside it."
+        ),
+    ],
+    llm: Annotated[str, typer.Option(help="Packaged LLM name, local HF folder or hub id.")],
+    tasks: Annotated[str, typer.Option(help="Comma-separated: ner,sa (or all).")] = "ner,sa",
+    batch_size: Annotated[int, typer.Option(help="Texts decoded together.")] = 8,
+    limit: Annotated[int | None, typer.Option(help="Label only the first N utterances.")] = None,
+    prompt_style: Annotated[
+        str, typer.Option(help="auto (chat if the tokenizer has a template), chat or plain.")
+    ] = "auto",
+    constrained: Annotated[
+        bool, typer.Option(help="Decode under the answer grammar (--free: plain greedy).")
+    ] = True,
+) -> None:
+    """Label transcripts with an LLM: SLUE entity tags and 3-way sentiment; resumable.
+
+    Writes OUT (the rows with `entities` / `sentiment` replaced; a failed label is null and listed
+    in OUT.summary.json) and prints the summary.
+    """
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from speechllm import annotate as ann
+    from speechllm.manifest import read_manifest, write_manifest
+
+    try:
+        task_list = ann.parse_tasks(tasks)
+        if batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        if prompt_style not in ("auto", "chat", "plain"):
+            raise ValueError(f"--prompt-style must be auto, chat or plain, got {prompt_style!r}")
+        start = time.perf_counter()
+        utts = read_manifest(manifest)[:limit]
+        annotator = ann.Annotator.load(llm, style=prompt_style, constrained=constrained)  # type: ignore[arg-type]
+        cache = ann.AnnotationCache(ann.cache_path(out))
+        columns = (TextColumn("[bold]annotate"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=err, transient=True) as bar:
+            job = bar.add_task("annotate", total=len(utts) * len(task_list))
+            labelled, summary = ann.annotate_utterances(
+                utts,
+                annotator,
+                task_list,
+                batch_size=batch_size,
+                cache=cache,
+                progress=lambda n: bar.advance(job, n),
+            )
+        summary.update(
+            manifest=str(manifest),
+            out=str(out),
+            constrained=constrained,
+            # Model loading included: what a user waits for.
+            total_wall_seconds=round(time.perf_counter() - start, 3),
+        )
+        write_manifest(out, labelled)
+        ann.write_summary(ann.summary_path(out), summary)
+    except (SpeechLLMError, ValueError, OSError) as exc:
+        _fail(exc)
+    print(json.dumps({k: v for k, v in summary.items() if k != "failures"}, indent=2))
+    err.print(
+        f"wrote {len(labelled)} utterances to {out}; {len(summary['failures'])} failed labels "
+        f"listed in {ann.summary_path(out)}"
+    )
+
+
+@app.command()
 def export(
     model: Annotated[Path, typer.Option(help="Run directory (or its model/ folder).")],
     out: Annotated[Path, typer.Option(help="New folder to write the exported model to.")],
@@ -460,6 +545,24 @@ def serve(
 
 
 @app.command()
+def experiment(
+    config: Annotated[
+        Path, typer.Argument(help="Experiment YAML (e.g. configs/paper_ablation.yaml).")
+    ],
+) -> None:
+    """Train and score every row of an ablation on the same data and time budget; writes
+    results.md, results.json and results.png (resumable: scored rows are kept)."""
+    from speechllm.experiment import ExperimentConfig, run_experiment, score_row, train_row
+
+    try:
+        exp, rows = ExperimentConfig.load(config)
+        run_experiment(exp, rows, train_row, score_row, log=err.print)
+    except SpeechLLMError as exc:
+        _fail(exc)
+    Console().print((Path(exp.output_dir) / "results.md").read_text())
+
+
+@app.command()
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where data, features and the run go.")] = Path(
         "work/demo"
@@ -475,6 +578,43 @@ def demo(
         run_demo(workdir, minutes=minutes)
     except SpeechLLMError as exc:
         _fail(exc)
+
+
+# ------------------------------------------------------------------ bench
+
+
+@bench_app.command("build")
+def bench_build(
+    out: Annotated[Path, typer.Option(help="Folder for the manifests, WAVs and bench.json.")],
+    # Defaults mirror bench.DEFAULT_NER / DEFAULT_SA / DEFAULT_SEED (literals here so that the
+    # CLI starts without importing the TTS stack; tests/test_bench.py checks they agree).
+    ner: Annotated[int, typer.Option(help="SLUE-VoxPopuli dev utterances (the first N).")] = 100,
+    sa: Annotated[int, typer.Option(help="VADER snippets, stratified by sentiment.")] = 60,
+    seed: Annotated[int, typer.Option(help="Seed of the SA sample and of the speech.")] = 0,
+    cheap_labels: Annotated[
+        bool,
+        typer.Option(help="Also write the spaCy/VADER label twin (needs speechllm[labels])."),
+    ] = True,
+) -> None:
+    """Build (or resume) the offline benchmark: ner.jsonl, sa.jsonl, asr.jsonl, WAVs, bench.json."""
+    import time
+
+    from speechllm.bench import BenchSpec, build_bench
+
+    start = time.monotonic()
+    try:
+        result = build_bench(out, BenchSpec(ner=ner, sa=sa, seed=seed), cheap_labels=cheap_labels)
+    except (SpeechLLMError, ValueError, OSError) as exc:
+        _fail(exc)
+    sizes = result.info["sizes"]
+    err.print(
+        f"bench in {out}: NER {sizes['ner']}, SA {sizes['sa']}, ASR {sizes['asr']} clips "
+        f"({time.monotonic() - start:.0f} s); see {out / 'README.md'}"
+    )
+    if result.cheap is not None:
+        # The agreement figures; `inputs` (package versions, source digests) stays in the file.
+        full = {k: v for k, v in result.cheap["full"].items() if k != "inputs"}
+        print(json.dumps({"bench": result.cheap["bench"], "full": full}, indent=2))
 
 
 if __name__ == "__main__":  # `python -m speechllm.cli` (used by `accelerate launch -m`)

@@ -14,6 +14,10 @@ class AudioError(SpeechLLMError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class AudioTooLongError(AudioError):
+    """A clip longer than the caller accepts (found before resampling, so it costs little)."""
+
+
 class ManifestError(SpeechLLMError):
     """A manifest line that does not follow the format (names file, line and field)."""
 
@@ -24,3 +28,7 @@ class ModelSourceError(SpeechLLMError):
 
 class ConfigError(SpeechLLMError):
     """A configuration file or value that is not valid."""
+
+
+class CheckpointError(SpeechLLMError):
+    """A training checkpoint that cannot be resumed from (names the folder and the way out)."""

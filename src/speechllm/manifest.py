@@ -102,12 +102,7 @@ def validate_dict(obj: Any) -> list[str]:
     if audio is not None and (not isinstance(audio, str) or not audio.strip()):
         problems.append(f"'audio' must be a non-empty string or null, got {audio!r}")
     duration = obj.get("duration")
-    if duration is not None and (
-        isinstance(duration, bool)
-        or not isinstance(duration, int | float)
-        or not math.isfinite(duration)
-        or duration < 0
-    ):
+    if duration is not None and not _is_seconds(duration):
         problems.append(f"'duration' must be a number of seconds >= 0 or null, got {duration!r}")
     if "text" in obj and not isinstance(obj["text"], str):
         problems.append(f"'text' must be a string, got {_json_type(obj['text'])}")
@@ -121,6 +116,16 @@ def validate_dict(obj: Any) -> list[str]:
     if not isinstance(split, str) or not split.strip():
         problems.append(f"'split' must be a non-empty string, got {split!r}")
     return problems
+
+
+def _is_seconds(value: Any) -> bool:
+    """A finite number >= 0 (not a bool); an integer too large for a float is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value) and value >= 0
+    except OverflowError:  # math.isfinite(10**400)
+        return False
 
 
 def _entity_problems(ents: Any) -> list[str]:
@@ -196,7 +201,9 @@ def read_manifest(
     utts: list[Utterance] = []
     problems: list[str] = []
     first_line: dict[str, int] = {}
-    for lineno, line in enumerate(content.splitlines(), start=1):
+    # Only "\n" ends a JSONL line: splitlines() would also split at U+2028, U+0085 and others,
+    # which write_manifest (ensure_ascii=False) leaves unescaped inside strings.
+    for lineno, line in enumerate(content.split("\n"), start=1):
         if not line.strip():
             continue  # blank lines (e.g. a trailing one) are harmless
         where = f"{p}:{lineno}"
@@ -204,6 +211,11 @@ def read_manifest(
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             problems.append(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except (ValueError, RecursionError) as exc:
+            # Python's own limits: an integer of over 4300 digits, nesting beyond the stack.
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            problems.append(f"{where}: not usable JSON ({reason})")
             continue
         if defaults and isinstance(obj, dict):
             obj = {**defaults, **obj}

@@ -34,7 +34,8 @@ INSTRUCTIONS: dict[str, str] = {
     "sa": "What is the sentiment of the speech? Answer Negative, Neutral or Positive.",
 }
 
-_TAG_RE = re.compile(r"\[(" + "|".join(SLUE_TAGS) + r")\s+([^\[\]]+?)\s*\]")
+# The phrase starts with a non-space: "[PLACE  ]" is malformed, not an entity with no words.
+_TAG_RE = re.compile(r"\[(" + "|".join(SLUE_TAGS) + r")\s+([^\[\]\s][^\[\]]*?)\s*\]")
 _BRACKET_RE = re.compile(r"\[[^\[\]]*\]?|\]")
 _SPACES = re.compile(r"\s+")
 
@@ -52,10 +53,14 @@ def format_ner(text: str, entities: list[tuple[str, str]]) -> str:
     missing: list[str] = []
     for tag, phrase in entities:
         pattern = re.compile(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)")
-        for m in pattern.finditer(text):
+        # Every occurrence, overlapping ones too (finditer skips those): in "the the the" the
+        # phrase "the the" must still find words 2-3 when word 1 is taken.
+        pos = 0
+        while m := pattern.search(text, pos):
             if all(m.end() <= s or m.start() >= e for s, e, _ in spans):
                 spans.append((m.start(), m.end(), tag))
                 break
+            pos = m.start() + 1
         else:
             missing.append(f"[{tag} {phrase}]")
     out: list[str] = []

@@ -7,6 +7,9 @@ first, encodes their audio in one encoder call and decodes every (request, task)
 `SpeechLLM.generate` call, run in a thread (torch is not async). Batched encoding and batched greedy
 decoding give each clip the answers it gets alone, so batching changes only the speed.
 
+`GET /` serves a small web page (static files in `speechllm/web/`, no build step) that uploads or
+records a clip and shows the answer, entities highlighted in the transcript.
+
 Build the app with `create_app(model, ServerConfig(...))`; `speechllm serve` runs it with uvicorn.
 """
 
@@ -19,17 +22,19 @@ from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from speechllm.audio import SAMPLE_RATE, decode_audio_bytes
-from speechllm.errors import AudioError, ConfigError
+from speechllm.errors import AudioError, AudioTooLongError, ConfigError
 from speechllm.model import SpeechLLM
 from speechllm.prompts import TASKS
 
@@ -38,6 +43,16 @@ WHISPER_MAX_SECONDS = 30.0
 
 # Multipart framing (boundaries, part headers, the task field) on top of the file itself.
 _MULTIPART_SLACK = 64 * 1024
+
+WEB_DIR = Path(str(resources.files("speechllm") / "web"))
+"""The web page's static files (index.html, app.js, style.css), shipped as package data."""
+
+# The page loads only its own files: no inline script, nothing from elsewhere, so model output
+# that slipped into the page as markup could not run code. blob: plays back a recording.
+_PAGE_CSP = (
+    "default-src 'self'; media-src 'self' blob:; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 @dataclass
@@ -292,6 +307,17 @@ def create_app(
             return JSONResponse(status_code=413, content={"detail": _too_large(config)})
         return await call_next(request)
 
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        """The web page: upload or record a clip, see transcript, entities and sentiment."""
+        return FileResponse(
+            WEB_DIR / "index.html",
+            media_type="text/html",
+            headers={"Content-Security-Policy": _PAGE_CSP, "Cache-Control": "no-cache"},
+        )
+
+    app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
+
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
         """Liveness: the server is up and has its model loaded."""
@@ -320,7 +346,12 @@ def create_app(
             raise HTTPException(status_code=413, detail=_too_large(config))
         filename = audio.filename or "upload"
         try:
-            wav = await run_in_threadpool(decode_audio_bytes, data, filename)
+            # max_seconds: refused before resampling, whatever sample rate the header claims.
+            wav = await run_in_threadpool(
+                decode_audio_bytes, data, filename, max_seconds=config.max_seconds
+            )
+        except AudioTooLongError as exc:
+            raise HTTPException(status_code=413, detail=f"{filename}: {exc.reason}") from exc
         except AudioError as exc:
             raise HTTPException(status_code=422, detail=f"{filename}: {exc.reason}") from exc
         except Exception as exc:  # a decoder failure we do not know: still the upload's fault

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from speechllm.config import RunConfig
 from speechllm.data import Example, TaskMixSampler, collate_frames, examples_for
-from speechllm.errors import ConfigError
+from speechllm.errors import CheckpointError, ConfigError
 from speechllm.features import FeatureCache
 from speechllm.inference import evaluate
 from speechllm.manifest import Utterance, read_manifest
@@ -120,6 +120,26 @@ def load_checkpoint(path: Path, model: SpeechLLM, optimizer, scheduler) -> tuple
     return int(meta["step"]), float(meta["elapsed_s"])
 
 
+def _checkpoint_error(ckpt: Path, exc: Exception) -> CheckpointError:
+    older = [
+        p.name
+        for p in sorted(ckpt.parent.glob("step-*"))
+        if p < ckpt and p.is_dir() and (p / "state.json").is_file() and not p.name.endswith(".tmp")
+    ]
+    reason = (str(exc).strip().splitlines() or [""])[0][:160]
+    if "weights_only" in reason or not reason:
+        reason = type(exc).__name__
+    then = (
+        f"resume from the previous complete checkpoint, {older[-1]}"
+        if older
+        else "start again (there is no older checkpoint)"
+    )
+    return CheckpointError(
+        f"{ckpt}: cannot resume from this checkpoint ({reason}); it is damaged or was written "
+        f"by another configuration. Delete that folder to {then}, or train without --resume."
+    )
+
+
 def make_batch(examples: list[Example], cache: FeatureCache) -> Batch:
     frames, lengths = collate_frames([cache.get(e.utt.audio) for e in examples])
     return Batch(
@@ -207,7 +227,13 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     start_step, elapsed0 = 0, 0.0
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt is not None:
-        start_step, elapsed0 = load_checkpoint(ckpt, model, optimizer, scheduler)
+        try:
+            start_step, elapsed0 = load_checkpoint(ckpt, model, optimizer, scheduler)
+        except Exception as exc:
+            # A damaged file (disk fault, a copy cut short) or a checkpoint of another config:
+            # say which folder and what to do instead of a library traceback (torch's own message
+            # for a bad optim.pt even suggests weights_only=False, which runs code from the file).
+            raise _checkpoint_error(ckpt, exc) from exc
         if main:
             console.print(f"resumed from {ckpt} (step {start_step})")
     ddp_model, optimizer = accelerator.prepare(model, optimizer)
