@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from speechllm.errors import SpeechLLMError
+
+if TYPE_CHECKING:
+    from speechllm.manifest import Utterance
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 models_app = typer.Typer(
@@ -312,6 +315,37 @@ def _tasks(text: str) -> list[str]:
     return [t for t in TASKS if t in names]
 
 
+def _cascade_answers(
+    model: Path, utts: list[Utterance], task_list: list[str], batch_size: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]:
+    """`evaluate --cascade`: (raw metrics, answers as `inference.understand` gives, sources)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from speechllm.cascade import load_cascade, run_cascade
+
+    transcriber, annotator, names = load_cascade(_model_dir(model))
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        asr = bar.add_task("transcribe", total=len(utts))
+        lab = bar.add_task("label", total=None)
+        result = run_cascade(
+            utts,
+            task_list,
+            transcriber,
+            annotator,
+            batch_size=batch_size,
+            asr_progress=lambda n: bar.advance(asr, n),
+            label_progress=lambda n: bar.advance(lab, n),
+        )
+    info = {
+        **names,
+        "asr_seconds": round(result.asr_seconds, 3),
+        "label_seconds": round(result.label_seconds, 3),
+    }
+    system = {"system": f"cascade: {names['asr']} decoder, then {names['llm']} labels the text"}
+    return {"cascade": info}, result.answers, system
+
+
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Option(help="Run directory (or its model/ folder).")],
@@ -319,12 +353,23 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Folder for metrics, predictions, plots, report.")],
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks: asr,ner,sa or all.")] = "all",
     batch_size: Annotated[int, typer.Option(help="Clips encoded / decoded together.")] = 8,
+    cascade: Annotated[
+        bool,
+        typer.Option(
+            help="Cascade baseline: the run's Whisper transcribes with its own decoder, the run's "
+            "base LLM (no LoRA, no adapter) labels the transcript."
+        ),
+    ] = False,
 ) -> None:
     """Decode a manifest with a trained model and score it as SLUE does; prints metrics.json.
 
     Writes metrics.json, predictions.jsonl, the SLUE submission tsv, NER .wrd files and report.md
-    with plots to --out (the files of `score --out`).
+    with plots to --out (the files of `score --out`). With --cascade the same files score the
+    cascade baseline (`speechllm.cascade`). metrics.json records `wall_seconds` (models loaded,
+    decoded, scored).
     """
+    import time
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from speechllm import report
@@ -337,18 +382,23 @@ def evaluate(
     if batch_size < 1:
         _fail(ValueError(f"--batch-size must be at least 1, got {batch_size}"))
     try:
+        start = time.perf_counter()
         utts = read_manifest(manifest, require_audio=True)
-        m = SpeechLLM.load(_model_dir(model))
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, console=err, transient=True) as bar:
-            enc = bar.add_task("encode", total=len(utts))
-            frames = encode_files(
-                m, [u.audio or "" for u in utts], batch_size, lambda n: bar.advance(enc, n)
-            )
-            dec = bar.add_task("decode", total=None)
-            raw_metrics, answers = decode_and_score(
-                m, utts, frames, task_list, batch_size, lambda n: bar.advance(dec, n)
-            )
+        if cascade:
+            raw_metrics, answers, system = _cascade_answers(model, utts, task_list, batch_size)
+        else:
+            system = {}
+            m = SpeechLLM.load(_model_dir(model))
+            with Progress(*columns, console=err, transient=True) as bar:
+                enc = bar.add_task("encode", total=len(utts))
+                frames = encode_files(
+                    m, [u.audio or "" for u in utts], batch_size, lambda n: bar.advance(enc, n)
+                )
+                dec = bar.add_task("decode", total=None)
+                raw_metrics, answers = decode_and_score(
+                    m, utts, frames, task_list, batch_size, lambda n: bar.advance(dec, n)
+                )
         predictions = report.predictions_from_answers(utts, answers)
         failures = {t: sum(t in a["parse_failures"] for a in answers) for t in ("ner", "sa")}
         metrics = report.compute_metrics(utts, predictions, task_list, parse_failures=failures)
@@ -357,12 +407,15 @@ def evaluate(
             metrics["ctc_wer"] = raw_metrics["ctc_wer"]
         # The classifier heads' own answers (models with heads): measured beside the LLM's.
         metrics.update({k: v for k, v in raw_metrics.items() if k.startswith("cls_")})
+        if cascade:
+            metrics["cascade"] = raw_metrics["cascade"]
+        metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
         files = report.write_report(
             out,
             utts,
             predictions,
             metrics,
-            sources={"model": str(model), "manifest": str(manifest)},
+            sources={"model": str(model), "manifest": str(manifest), **system},
         )
     except (SpeechLLMError, OSError) as exc:  # OSError: an --out folder that cannot be written
         _fail(exc)
@@ -593,7 +646,7 @@ def bench_build(
     seed: Annotated[int, typer.Option(help="Seed of the SA sample and of the speech.")] = 0,
     cheap_labels: Annotated[
         bool,
-        typer.Option(help="Also write the spaCy/VADER label twin (needs speechllm[labels])."),
+        typer.Option(help="Also write the spaCy/VADER label twin (needs the labels extra)."),
     ] = True,
 ) -> None:
     """Build (or resume) the offline benchmark: ner.jsonl, sa.jsonl, asr.jsonl, WAVs, bench.json."""
