@@ -155,6 +155,13 @@ def test_experiment_trains_scores_and_writes_results(tmp_path, tiny_dirs):
     again = run_experiment(config, rows, train_row, score_row, log=logged.append)
     assert all("already scored" in line for line in logged)
     assert [r["metrics"] for r in again] == [r["metrics"] for r in records]
+    # --scored-only tabulates what is scored and trains nothing, even for a row never run.
+    (out / "lora/seed-0/result.json").unlink()
+    logged.clear()
+    partial = run_experiment(config, rows, train_row, score_row, logged.append, scored_only=True)
+    assert [r["row"] for r in partial] == ["proposed adapter", "+ synthetic labels"]
+    assert "| + LoRA | " not in (out / "results.md").read_text()
+    assert any("not scored yet" in line for line in logged)
 
 
 def test_rows_may_not_override_what_the_experiment_owns(tmp_path, tiny_dirs):

@@ -475,7 +475,11 @@ def annotate(
         str, typer.Option(help="auto (chat if the tokenizer has a template), chat or plain.")
     ] = "auto",
     constrained: Annotated[
-        bool, typer.Option(help="Decode under the answer grammar (--free: plain greedy).")
+        bool,
+        typer.Option(
+            "--constrained/--free",
+            help="Decode under the answer grammar, or freely (then validate and retry).",
+        ),
     ] = True,
 ) -> None:
     """Label transcripts with an LLM: SLUE entity tags and 3-way sentiment; resumable.
@@ -602,6 +606,9 @@ def experiment(
     config: Annotated[
         Path, typer.Argument(help="Experiment YAML (e.g. configs/paper_ablation.yaml).")
     ],
+    scored_only: Annotated[
+        bool, typer.Option(help="Train nothing: tabulate the rows already scored.")
+    ] = False,
 ) -> None:
     """Train and score every row of an ablation on the same data and time budget; writes
     results.md, results.json and results.png (resumable: scored rows are kept)."""
@@ -609,7 +616,7 @@ def experiment(
 
     try:
         exp, rows = ExperimentConfig.load(config)
-        run_experiment(exp, rows, train_row, score_row, log=err.print)
+        run_experiment(exp, rows, train_row, score_row, log=err.print, scored_only=scored_only)
     except SpeechLLMError as exc:
         _fail(exc)
     Console().print((Path(exp.output_dir) / "results.md").read_text())

@@ -215,9 +215,11 @@ def run_experiment(
     trainer: Trainer,
     scorer: Scorer,
     log: Callable[[str], None] = print,
+    scored_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Train and score every (row, seed) not yet scored; write results.json, results.md and
-    results.png; return the per-run records."""
+    results.png (rewritten after each run, so a stopped experiment still has its table); return
+    the per-run records. `scored_only`: train nothing, tabulate the runs already scored."""
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
@@ -230,6 +232,9 @@ def run_experiment(
             if done.is_file():
                 log(f"{plan.name} (seed {seed}): already scored, kept")
                 metrics = json.loads(done.read_text())
+            elif scored_only:
+                log(f"{plan.name} (seed {seed}): not scored yet, left out")
+                continue
             else:
                 log(f"{plan.name} (seed {seed}): training {config.budget_minutes} min")
                 model_dir = trainer(run)
@@ -250,11 +255,21 @@ def run_experiment(
                     "metrics": metrics,
                 }
             )
+            _write_results(config, rows, records)
+    if not records:
+        raise ConfigError(f"{out}: no row has been scored yet")
+    _write_results(config, rows, records)
+    return records
+
+
+def _write_results(
+    config: ExperimentConfig, rows: list[ExperimentRow], records: list[dict[str, Any]]
+) -> None:
+    out = Path(config.output_dir)
     (out / "results.json").write_text(json.dumps(records, indent=2) + "\n")
     table = summarise(records, [p.name for p in plan_rows(config, rows)])
     (out / "results.md").write_text(render_results(config, table))
     plot_results(table, out / "results.png")
-    return records
 
 
 METRICS = ("wer", "ner_f1", "sa_macro_f1", "slue_score")
