@@ -272,7 +272,10 @@ def _write_results(
     plot_results(table, out / "results.png")
 
 
-METRICS = ("wer", "ner_f1", "sa_macro_f1", "slue_score")
+METRICS = ("wer", "ctc_wer", "ner_f1", "sa_macro_f1", "slue_score")
+"""Columns of the table and bars of the plot; `ctc_wer` (the CTC head's own transcript, models
+with one) shows how far the adapter alone reads the speech when the LLM's answers are still
+poor."""
 
 
 def summarise(records: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
@@ -328,15 +331,16 @@ def render_results(config: ExperimentConfig, table: list[dict[str, Any]]) -> str
         ),
         "With several seeds a cell is the mean, with the min-max over seeds in brackets.",
         "",
-        "| row | adapter params | ratio to baseline | trainable params | WER | NER F1 | SA F1 "
-        "| SLUE score | train min |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| row | adapter params | ratio to baseline | trainable params | WER | CTC WER | NER F1 "
+        "| SA F1 | SLUE score | train min |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for line in table:
         ratio = f"{line['adapter_ratio']:.2f}x" if line["adapter_ratio"] else "-"
         out.append(
             f"| {line['row']} | {line['adapter_params']:,} | {ratio} | "
-            f"{line['trainable_params']:,} | {cell(line, 'wer')} | {cell(line, 'ner_f1')} | "
+            f"{line['trainable_params']:,} | {cell(line, 'wer')} | {cell(line, 'ctc_wer')} | "
+            f"{cell(line, 'ner_f1')} | "
             f"{cell(line, 'sa_macro_f1')} | {cell(line, 'slue_score')} | "
             f"{line['train_minutes']:.1f} |"
         )
