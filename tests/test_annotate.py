@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from speechllm import annotate as ann
@@ -137,6 +138,24 @@ def test_sentiment_grammar():
         assert accepts(g, s) and accepts(g, " " + s)
     assert sorted(g.state("N")[0]) == ["egative", "eutral"]
     assert g.state("Good") is None and not accepts(g, "Pos")
+
+
+def test_grammars_offer_whole_labels_where_a_label_starts():
+    assert SentimentGrammar().alternatives("") == [(s, s) for s in SENTIMENTS]
+    assert SentimentGrammar().alternatives("Neg") is None
+    g = NerGrammar("the council met in brussels")
+    alts = g.alternatives("the [")
+    # Tag and length together; each scored over the same words (to the longest one's end).
+    assert ("ORG council] met in brussels", "ORG council]") in alts
+    assert ("PLACE council met] in brussels", "PLACE council met]") in alts
+    assert ("LAW council met in brussels]", "LAW council met in brussels]") in alts
+    assert not any(forced.endswith(" in]") for _, forced in alts)  # may not end on "in"
+    assert len(alts) == 3 * len(SLUE_TAGS)
+    assert g.alternatives("the [ORG council] met in [") == [
+        (f"{tag} brussels]", f"{tag} brussels]") for tag in SLUE_TAGS
+    ]
+    assert g.alternatives("the council") is None
+    assert g.alternatives("[") is None  # "the" may not start an entity: no "[" there at all
 
 
 # ------------------------------------------------------------------ annotator on tiny models
@@ -379,6 +398,34 @@ def test_smollm2_labels_a_few_sentences(tmp_path):
     # but an unmistakable review it gets right.
     assert labelled[2].sentiment == "Positive"
     assert summary["per_task"]["ner"]["entities"] >= 1
+
+
+def test_sequence_logprobs_match_a_plain_forward(tiny):
+    tok = tiny.tokenizer
+    prefix, suffix = tiny.prompt_parts("sa", TEXTS[0])
+    pre = tok(prefix, add_special_tokens=False).input_ids
+    context = pre + tok(suffix, add_special_tokens=False).input_ids
+    labels = [tok(s, add_special_tokens=False).input_ids for s in SENTIMENTS]
+    # More continuations than one chunk holds, of different lengths (one of a single token).
+    labels += [tok(w, add_special_tokens=False).input_ids for w in CORPUS[0].split()] * 3
+    assert len(labels) > ann.LOGPROB_CHUNK and min(len(x) for x in labels) == 1
+    got = tiny.sequence_logprobs(context, labels, prefix, pre)
+    for label, value in zip(labels, got, strict=True):
+        with torch.no_grad():
+            logits = tiny.model(input_ids=torch.tensor([context + label])).logits[0]
+        logp = logits.log_softmax(-1)
+        want = sum(float(logp[len(context) - 1 + j, t]) for j, t in enumerate(label))
+        assert value == pytest.approx(want, abs=1e-4)
+
+
+def test_constrained_sentiment_is_the_most_likely_whole_label(tiny):
+    tok = tiny.tokenizer
+    labels = [tok(s, add_special_tokens=False).input_ids for s in SENTIMENTS]
+    assert all(len(x) > 1 for x in labels)  # labels of several tokens: scored as wholes
+    for text, result in zip(TEXTS, annotate_texts(tiny, "sa", TEXTS), strict=True):
+        context = tok(tiny.prompt("sa", text), add_special_tokens=False).input_ids
+        logprobs = tiny.sequence_logprobs(context, labels)
+        assert result.sentiment == SENTIMENTS[max(range(3), key=lambda i: logprobs[i])]
 
 
 def test_prompt_parts_share_the_prefix(tiny):

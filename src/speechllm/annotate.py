@@ -26,10 +26,14 @@ stops at the end of the line. By default it is constrained by the answer's gramm
 (`GrammarProcessor`): at each step the model's best-scoring token among those that keep the
 answer valid is taken, so a NER answer is always the transcript, word for word, with `[TAG ...]`
 groups (one of the 7 tags, at most `NER_MAX_WORDS` words, not starting or ending with a function
-word: SLUE's convention), and a sentiment answer one of the three classes. Small models (135M,
-270M) rarely copy a sentence faithfully on their own; the grammar leaves them only the choices
-that matter (where an entity starts and ends, which tag). `constrained=False` (`--free`) decodes
-freely, for comparison (`docs/annotation.md`).
+word: SLUE's convention), and a sentiment answer one of the three classes. Where a label starts
+the candidates are compared as wholes, by their summed token log-probabilities: the three classes
+(`Neutral` = `Ne` + `utral` for SmolLM2 must not be judged by `Ne` alone), and after `[` every
+(tag, length) of the entity (`PLACE brussels]`, `ORG european commission]`, ...), each scored over
+the same words, so that the tag is chosen with its words in view. Small models (135M, 270M) rarely copy a sentence faithfully
+on their own; the grammar leaves them only the choices that matter (where an entity starts and
+ends, which tag). `constrained=False` (`--free`) decodes freely, for comparison
+(`docs/annotation.md`).
 
 Validation (`check_ner`, `check_sentiment`):
 
@@ -79,6 +83,14 @@ PROMPT_VERSION = 1
 cache key, so a new version never reuses old answers)."""
 
 ANNOTATION_TASKS: tuple[str, ...] = ("ner", "sa")
+
+GRAMMAR_VERSION = 3
+"""Version of the constrained decoding (part of the cache key of constrained answers). 3: the
+sentiment class, and an entity's tag and length, are chosen as wholes by log-probability."""
+
+LOGPROB_CHUNK = 16
+"""Continuations scored together by `Annotator.sequence_logprobs` (each copies the context's
+key/value cache, so this bounds the memory)."""
 
 MAX_ATTEMPTS = 2
 """Greedy answer, then at most one retry with the stricter instruction."""
@@ -283,6 +295,15 @@ class Grammar:
     def state(self, text: str) -> tuple[list[str], bool] | None:
         raise NotImplementedError
 
+    def alternatives(self, text: str) -> list[tuple[str, str]] | None:
+        """Labels to choose between as wholes at this point, as (text scored, text then forced)
+        pairs; None: decode token by token.
+
+        A label of several tokens (`Neutral` = `Ne` + `utral` for SmolLM2, `PLACE` = `PL` +
+        `ACE`) would otherwise be judged by its first token alone, against labels of one token.
+        """
+        return None
+
 
 NER_MAX_WORDS = 6
 """Longest entity the NER grammar lets a group hold (99.4% of SLUE-VoxPopuli fine-tune entities
@@ -401,6 +422,28 @@ class NerGrammar(Grammar):
             partial = [seg[len(rest) :] for seg, _ in options if seg.startswith(rest)]
             return (partial, False) if partial else None
 
+    def alternatives(self, text: str) -> list[tuple[str, str]] | None:
+        """Right after an opening `[`: every (tag, length) of the entity, chosen jointly.
+
+        Each candidate is `TAG w1 .. wk]`, scored together with the words that follow it up to
+        the longest candidate's end (`... wk] wk+1 .. wK`), so that all candidates cover the same
+        words and differ only in the tag and where the bracket closes. A tag alone, chosen
+        before its words are seen, is little more than the model's prior over tag names.
+        """
+        if not text.endswith("[") or self.state(text) is None:
+            return None
+        start = len(parse_ner(text[:-1]).text.split())  # the entity's first word
+        longest = min(NER_MAX_WORDS, len(self.words) - start)
+        out = []
+        for tag in SLUE_TAGS:
+            for k in range(1, longest + 1):
+                forced = f"{tag} {' '.join(self.words[start : start + k])}]"
+                if self.state(text + forced) is None:
+                    continue  # e.g. a group may not end with a function word
+                after = self.words[start + k : start + longest]
+                out.append((forced + "".join(" " + w for w in after), forced))
+        return out or None
+
 
 class SentimentGrammar(Grammar):
     """Exactly one of the three class names."""
@@ -411,6 +454,10 @@ class SentimentGrammar(Grammar):
             return [], True
         partial = [s[len(rest) :] for s in SENTIMENTS if s.startswith(rest)]
         return (partial, False) if partial else None
+
+    def alternatives(self, text: str) -> list[tuple[str, str]] | None:
+        """At the start: the three classes."""
+        return [(s, s) for s in SENTIMENTS] if text in ("", " ") else None
 
 
 def grammar_for(task: str, text: str) -> Grammar:
@@ -425,8 +472,11 @@ class GrammarProcessor:
     Per row it takes the highest-scoring of the top `top_k` tokens whose text keeps the answer a
     valid prefix (a stop or newline token only where the answer may end), falling back to the
     first token of each allowed continuation; every other token's score becomes -inf, so greedy
-    decoding picks it. A row whose text has left the grammar (e.g. a byte-level token that is half
-    a character) is left free; validation then judges its answer.
+    decoding picks it. Where the grammar offers whole labels (`Grammar.alternatives`: the
+    sentiment classes; an entity's tag and length after `[`), the label with the highest
+    log-probability as a whole is chosen (`Annotator.sequence_logprobs`, from the row's own prompt and answer so far, so
+    batch-independent) and its tokens are forced. A row whose text has left the grammar (e.g. a
+    byte-level token that is half a character) is left free; validation then judges its answer.
     """
 
     def __init__(
@@ -434,14 +484,24 @@ class GrammarProcessor:
         annotator: Annotator,
         grammars: list[Grammar | None],
         prompt_width: int,
+        prompts: list[list[int]],
+        prefix: str = "",
+        prefix_ids: list[int] | None = None,
         top_k: int = 32,
     ) -> None:
+        self.annotator = annotator
         self.tokenizer = annotator.tokenizer
         self.stops = annotator._special_stop
         self.newlines = annotator._newline_ids
         self.grammars = grammars
         self.width = prompt_width
+        self.prompts = prompts
+        """Each row's prompt token ids (prefix included, no padding)."""
+        self.prefix = prefix
+        self.prefix_ids = prefix_ids or []
         self.top_k = top_k
+        self.plans: dict[int, list[int]] = {}
+        """Tokens still to force per row: the rest of a label chosen as a whole."""
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
@@ -455,12 +515,21 @@ class GrammarProcessor:
             return state is not None and state[1]
         return grammar.state(new) is not None
 
-    def choose(self, grammar: Grammar, ids: list[int], scores: torch.Tensor) -> int | None:
+    def choose(
+        self, row: int, grammar: Grammar, ids: list[int], scores: torch.Tensor
+    ) -> int | None:
         """The token row `ids` takes next under `grammar`, or None to leave the row free."""
-        state = grammar.state(self._decode(ids))
+        if self.plans.get(row):
+            return self.plans[row].pop(0)
+        text = self._decode(ids)
+        state = grammar.state(text)
         if state is None:
             return None
         continuations, can_end = state
+        label = self._choose_label(row, grammar, ids, text)
+        if label is not None:
+            self.plans[row] = label[1:]
+            return label[0]
         k = min(self.top_k, scores.shape[-1])
         for token in torch.topk(scores, k).indices.tolist():  # best first
             if self._allowed(grammar, ids, token, can_end):
@@ -474,6 +543,28 @@ class GrammarProcessor:
                 return token
         return min(self.stops) if can_end else None
 
+    def _choose_label(
+        self, row: int, grammar: Grammar, ids: list[int], text: str
+    ) -> list[int] | None:
+        """Token ids of the best whole label where the grammar offers labels, else None."""
+        labels = grammar.alternatives(text)
+        if not labels:
+            return None
+        # A completion prompt ends with "Answer:": its answer starts with a space.
+        lead = " " if text == "" and self.annotator.style == "plain" else ""
+        scored, forced = [], []
+        for whole, label in labels:
+            label_ids = self.tokenizer(lead + label, add_special_tokens=False).input_ids
+            if label_ids and grammar.state(self._decode([*ids, *label_ids])) is not None:
+                scored.append(self.tokenizer(lead + whole, add_special_tokens=False).input_ids)
+                forced.append(label_ids)
+        if len(forced) < 2:
+            return forced[0] if forced else None
+        logprobs = self.annotator.sequence_logprobs(
+            self.prompts[row] + ids, scored, self.prefix, self.prefix_ids
+        )
+        return forced[max(range(len(forced)), key=lambda i: logprobs[i])]
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         for row, grammar in enumerate(self.grammars):
             if grammar is None:
@@ -481,11 +572,11 @@ class GrammarProcessor:
             ids = input_ids[row, self.width :].tolist()
             if any(t in self.stops or t in self.newlines for t in ids):
                 continue  # finished: generate only pads this row now
-            token = self.choose(grammar, ids, scores[row])
+            token = self.choose(row, grammar, ids, scores[row])
             if token is not None:
-                keep = scores[row, token].clone()
                 scores[row] = float("-inf")
-                scores[row, token] = keep
+                # Finite even where the model scored it -inf: greedy takes the only finite one.
+                scores[row, token] = 0.0
         return scores
 
 
@@ -564,7 +655,8 @@ class Annotator:
     def cache_name(self) -> str:
         """The model's part of the cache key: name, prompt style and decoding mode (a free and a
         constrained answer are different answers)."""
-        return f"{self.name}|{self.style}|{'grammar' if self.constrained else 'free'}"
+        mode = f"grammar{GRAMMAR_VERSION}" if self.constrained else "free"
+        return f"{self.name}|{self.style}|{mode}"
 
     # -------------------------------------------------------------- prompts
 
@@ -656,7 +748,7 @@ class Annotator:
             from transformers import LogitsProcessorList
 
             kwargs["logits_processor"] = LogitsProcessorList(
-                [GrammarProcessor(self, list(grammars), total)]
+                [GrammarProcessor(self, list(grammars), total, [pre + x for x in ids], prefix, pre)]
             )
         device = next(self.model.parameters()).device
         out = self.model.generate(
@@ -682,6 +774,54 @@ class Annotator:
             text = tok.decode(kept, skip_special_tokens=True)
             answers.append(text.split("\n", 1)[0].strip())
         return answers
+
+    @torch.no_grad()
+    def sequence_logprobs(
+        self,
+        context: list[int],
+        continuations: list[list[int]],
+        prefix: str = "",
+        prefix_ids: Sequence[int] = (),
+    ) -> list[float]:
+        """log P(continuation | context) for each continuation, summed over its tokens.
+
+        The context (one row's prompt and answer so far, no padding) runs once, from the
+        prefix's cached keys and values where it starts with the prefix; then the continuations
+        (right-padded, (K, max len - 1)) run together on copies of that cache. Without padding
+        inside the context this is exact for sliding-window models too.
+        """
+        device = next(self.model.parameters()).device
+        kwargs: dict[str, Any] = {}
+        rest = context
+        n = len(prefix_ids)
+        if n and len(context) > n and list(context[:n]) == list(prefix_ids):
+            kwargs[self._cache_kwarg] = copy.deepcopy(self._prefix_cache(prefix, list(prefix_ids)))
+            rest = context[n:]
+        out = self.model(input_ids=torch.tensor([rest], device=device), use_cache=True, **kwargs)
+        first = out.logits[0, -1].float().log_softmax(-1)
+        scores = [float(first[c[0]]) for c in continuations]
+        context_cache = getattr(out, "cache", None)
+        if context_cache is None:
+            context_cache = out.past_key_values
+        # In chunks: each continuation holds a copy of the context's keys and values.
+        for start in range(0, len(continuations), LOGPROB_CHUNK):
+            chunk = continuations[start : start + LOGPROB_CHUNK]
+            longest = max(len(c) for c in chunk)
+            if longest < 2:
+                continue
+            cache = copy.deepcopy(context_cache)
+            cache.batch_repeat_interleave(len(chunk))
+            # Right padding: a padded position comes after every scored one, so no mask is needed.
+            ids = torch.full((len(chunk), longest - 1), self._pad_id, dtype=torch.long)
+            for i, c in enumerate(chunk):
+                ids[i, : len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)
+            logits = self.model(
+                input_ids=ids.to(device), use_cache=True, **{self._cache_kwarg: cache}
+            ).logits
+            logp = logits.float().log_softmax(-1)
+            for i, c in enumerate(chunk):
+                scores[start + i] += sum(float(logp[i, j - 1, c[j]]) for j in range(1, len(c)))
+        return scores
 
     def _prefix_cache(self, prefix: str, ids: list[int]) -> Any:
         """The model's key/value cache (batch 1) after the prefix tokens, computed once."""
