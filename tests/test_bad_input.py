@@ -312,3 +312,20 @@ def test_src_never_unpickles_untrusted_files():
     assert len(files) > 10
     problems = [p for f in files for p in unsafe_loads(f.read_text(), str(f))]
     assert problems == []
+
+
+def test_evaluation_and_training_paths_name_a_clip_over_30_s(model, tmp_path):
+    # evaluate/experiment encode through encode_files, train through FeatureCache: both read
+    # files without a length limit, so the encoder's own 30 s check must name the file.
+    from speechllm.errors import AudioError
+    from speechllm.features import FeatureCache
+    from speechllm.inference import encode_files
+
+    good, long = tmp_path / "good.wav", tmp_path / "long.wav"
+    good.write_bytes(wav_bytes(tone()))
+    long.write_bytes(wav_bytes(tone(31.0)))
+    paths = [str(good), str(long)]
+    with pytest.raises(AudioError, match=rf"^{long}: 31\.0 s is longer than Whisper's 30 s"):
+        encode_files(model, paths)
+    with pytest.raises(AudioError, match=rf"^{long}: 31\.0 s is longer than Whisper's 30 s"):
+        FeatureCache(model.encoder, tmp_path / "features").build(paths)

@@ -399,16 +399,7 @@ def evaluate(
                 raw_metrics, answers = decode_and_score(
                     m, utts, frames, task_list, batch_size, lambda n: bar.advance(dec, n)
                 )
-        predictions = report.predictions_from_answers(utts, answers)
-        failures = {t: sum(t in a["parse_failures"] for a in answers) for t in ("ner", "sa")}
-        metrics = report.compute_metrics(utts, predictions, task_list, parse_failures=failures)
-        if "ctc_wer" in raw_metrics:
-            # The CTC head's own transcripts: how well the adapter alone reads the speech.
-            metrics["ctc_wer"] = raw_metrics["ctc_wer"]
-        # The classifier heads' own answers (models with heads): measured beside the LLM's.
-        metrics.update({k: v for k, v in raw_metrics.items() if k.startswith("cls_")})
-        if cascade:
-            metrics["cascade"] = raw_metrics["cascade"]
+        metrics, predictions = report.score_answers(utts, answers, raw_metrics, task_list)
         metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
         # CPU time of this process (all its threads): the cost on a machine shared with others.
         metrics["cpu_seconds"] = round(time.process_time() - cpu_start, 3)

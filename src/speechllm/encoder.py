@@ -41,13 +41,17 @@ class SpeechEncoder(nn.Module):
         super().train(False)
         return self
 
+    def check(self, audio: np.ndarray, source: object = "<audio>") -> np.ndarray:
+        """Raise AudioError naming `source` if the waveform does not fit Whisper's 30 s window."""
+        if len(audio) > self.max_frames * 2 * HOP:
+            raise AudioError(
+                source, f"{len(audio) / 16000:.1f} s is longer than Whisper's 30 s window"
+            )
+        return audio
+
     def mel(self, audio: np.ndarray) -> torch.Tensor:
         """16 kHz waveform (N,) -> log-mel (n_mels, N // 160), unpadded."""
-        max_samples = self.max_frames * 2 * HOP
-        if len(audio) > max_samples:
-            raise AudioError(
-                "<audio>", f"{len(audio) / 16000:.1f} s is longer than Whisper's 30 s window"
-            )
+        self.check(audio)
         n_frames = max(2, len(audio) // HOP)
         feats = self.feature_extractor(
             audio,

@@ -390,10 +390,7 @@ def score_row(model_dir: Path, settings: ExperimentEval, out: Path) -> dict[str,
     model = SpeechLLM.load(model_dir)
     frames = encode_files(model, [u.audio or "" for u in utts], settings.batch_size)
     raw, answers = decode_and_score(model, utts, frames, tasks, settings.batch_size)
-    predictions = report.predictions_from_answers(utts, answers)
-    failures = {t: sum(t in a["parse_failures"] for a in answers) for t in ("ner", "sa")}
-    metrics = report.compute_metrics(utts, predictions, tasks, parse_failures=failures)
-    metrics.update({k: v for k, v in raw.items() if k == "ctc_wer" or k.startswith("cls_")})
+    metrics, predictions = report.score_answers(utts, answers, raw, tasks)
     metrics["wall_seconds"] = time.perf_counter() - start
     report.write_report(
         out, utts, predictions, metrics, sources={"model": str(model_dir), "manifest": ""}

@@ -83,7 +83,7 @@ class FeatureCache:
                 todo.append((a, path))
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            audios = [load_audio(a) for a, _ in chunk]
+            audios = [self.encoder.check(load_audio(a), a) for a, _ in chunk]
             frames, lengths = self.encoder(audios)
             for (a, path), f, n in zip(chunk, frames, lengths, strict=True):
                 value = f[: int(n)].to(torch.float16).contiguous()

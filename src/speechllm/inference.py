@@ -58,7 +58,7 @@ def encode_files(
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
         with torch.no_grad():
-            frames, lengths = model.encoder([load_audio(p) for p in chunk])
+            frames, lengths = model.encoder([model.encoder.check(load_audio(p), p) for p in chunk])
         out.extend(f[: int(n)].clone() for f, n in zip(frames, lengths, strict=True))
         if progress:
             progress(len(chunk))

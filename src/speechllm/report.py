@@ -173,6 +173,27 @@ def predictions_from_answers(
     return out
 
 
+def score_answers(
+    references: Sequence[Utterance],
+    answers: Sequence[dict[str, Any]],
+    raw_metrics: dict[str, Any],
+    tasks: Sequence[str],
+) -> tuple[dict[str, Any], list[Utterance]]:
+    """`inference.evaluate`'s (raw_metrics, answers) -> (SLUE metrics, predictions).
+
+    The one scoring step of `speechllm evaluate` and `speechllm experiment`: parse failures
+    counted per task, `compute_metrics`, and the figures only a model gives kept beside them (the
+    CTC head's WER, the classifier heads' `cls_*` scores, a cascade's timings).
+    """
+    predictions = predictions_from_answers(references, answers)
+    failures = {t: sum(t in a["parse_failures"] for a in answers) for t in ("ner", "sa")}
+    metrics = compute_metrics(references, predictions, tasks, parse_failures=failures)
+    for key, value in raw_metrics.items():
+        if key in ("ctc_wer", "cascade") or key.startswith("cls_"):
+            metrics[key] = value
+    return metrics, predictions
+
+
 # ------------------------------------------------------------------ metrics
 
 
