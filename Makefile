@@ -37,7 +37,7 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -m "e2e or not e2e"
 
-# Unit tests only (tiny random models, no packaged weights): seconds.
+# Unit tests only (tiny random models, no packaged weights): about 2 minutes.
 test-fast: venv
 	$(BIN)/python -m pytest -m "not e2e"
 
