@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 import torch
@@ -141,18 +142,18 @@ def test_sentiment_grammar():
 
 
 def test_grammars_offer_whole_labels_where_a_label_starts():
-    assert SentimentGrammar().alternatives("") == [(s, s) for s in SENTIMENTS]
+    assert SentimentGrammar().alternatives("") == [(s, s, s) for s in SENTIMENTS]
     assert SentimentGrammar().alternatives("Neg") is None
     g = NerGrammar("the council met in brussels")
     alts = g.alternatives("the [")
     # Tag and length together; each scored over the same words (to the longest one's end).
-    assert ("ORG council] met in brussels", "ORG council]") in alts
-    assert ("PLACE council met] in brussels", "PLACE council met]") in alts
-    assert ("LAW council met in brussels]", "LAW council met in brussels]") in alts
-    assert not any(forced.endswith(" in]") for _, forced in alts)  # may not end on "in"
+    assert ("ORG council] met in brussels", "ORG council]", "ORG") in alts
+    assert ("PLACE council met] in brussels", "PLACE council met]", "PLACE") in alts
+    assert ("LAW council met in brussels]", "LAW council met in brussels]", "LAW") in alts
+    assert not any(a.forced.endswith(" in]") for a in alts)  # may not end on "in"
     assert len(alts) == 3 * len(SLUE_TAGS)
     assert g.alternatives("the [ORG council] met in [") == [
-        (f"{tag} brussels]", f"{tag} brussels]") for tag in SLUE_TAGS
+        (f"{tag} brussels]", f"{tag} brussels]", tag) for tag in SLUE_TAGS
     ]
     assert g.alternatives("the council") is None
     assert g.alternatives("[") is None  # "the" may not start an entity: no "[" there at all
@@ -426,6 +427,34 @@ def test_constrained_sentiment_is_the_most_likely_whole_label(tiny):
         context = tok(tiny.prompt("sa", text), add_special_tokens=False).input_ids
         logprobs = tiny.sequence_logprobs(context, labels)
         assert result.sentiment == SENTIMENTS[max(range(3), key=lambda i: logprobs[i])]
+
+
+def test_label_prior_is_the_mean_probability_over_content_free_texts(tiny):
+    tok = tiny.tokenizer
+    prior = tiny.label_prior("sa")
+    assert list(prior) == list(SENTIMENTS)
+    labels = [tok(s, add_special_tokens=False).input_ids for s in SENTIMENTS]
+    want = torch.zeros(3, dtype=torch.float64)
+    for text in ann.CONTENT_FREE_TEXTS:
+        context = tok(tiny.prompt("sa", text), add_special_tokens=False).input_ids
+        want += torch.tensor(tiny.sequence_logprobs(context, labels)).exp()
+    for got, w in zip(prior.values(), (want / 3).log().tolist(), strict=True):
+        assert got == pytest.approx(w, abs=1e-5)
+    tags = tiny.label_prior("ner")
+    assert list(tags) == list(SLUE_TAGS) and all(v < 0 for v in tags.values())
+
+
+def test_calibrated_sentiment_divides_by_the_content_free_prior(tiny):
+    tok = tiny.tokenizer
+    labels = [tok(s, add_special_tokens=False).input_ids for s in SENTIMENTS]
+    calibrated = replace(tiny, calibrate=True)
+    assert calibrated.cache_name != tiny.cache_name  # calibrated answers are other answers
+    prior = calibrated.label_prior("sa")
+    for text, result in zip(TEXTS, annotate_texts(calibrated, "sa", TEXTS), strict=True):
+        context = tok(tiny.prompt("sa", text), add_special_tokens=False).input_ids
+        logprobs = tiny.sequence_logprobs(context, labels)
+        score = [lp - prior[s] for lp, s in zip(logprobs, SENTIMENTS, strict=True)]
+        assert result.sentiment == SENTIMENTS[max(range(3), key=lambda i: score[i])]
 
 
 def test_prompt_parts_share_the_prefix(tiny):

@@ -66,7 +66,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import torch
 
@@ -91,6 +91,9 @@ sentiment class, and an entity's tag and length, are chosen as wholes by log-pro
 LOGPROB_CHUNK = 16
 """Continuations scored together by `Annotator.sequence_logprobs` (each copies the context's
 key/value cache, so this bounds the memory)."""
+
+CONTENT_FREE_TEXTS: tuple[str, ...] = ("N/A", "", "[MASK]")
+"""Texts with no content, for `Annotator.label_prior` (the three of Zhao et al. 2021)."""
 
 MAX_ATTEMPTS = 2
 """Greedy answer, then at most one retry with the stricter instruction."""
@@ -284,6 +287,17 @@ def check(task: str, answer: str, text: str) -> Annotation:
 # ------------------------------------------------------------------------------ constrained decoding
 
 
+class Alternative(NamedTuple):
+    """One candidate where a grammar offers whole labels (`Grammar.alternatives`)."""
+
+    scored: str
+    """The text whose log-probability is compared (the candidate and the words after it)."""
+    forced: str
+    """The text then written if this candidate wins."""
+    label: str
+    """Its class (`Positive`) or entity tag (`PLACE`): what calibration corrects for."""
+
+
 class Grammar:
     """The answers allowed for one item, read as a prefix language.
 
@@ -295,9 +309,11 @@ class Grammar:
     def state(self, text: str) -> tuple[list[str], bool] | None:
         raise NotImplementedError
 
-    def alternatives(self, text: str) -> list[tuple[str, str]] | None:
-        """Labels to choose between as wholes at this point, as (text scored, text then forced)
-        pairs; None: decode token by token.
+    task: str = ""
+    """The annotation task whose answers this grammar allows (`ner`, `sa`)."""
+
+    def alternatives(self, text: str) -> list[Alternative] | None:
+        """Labels to choose between as wholes at this point; None: decode token by token.
 
         A label of several tokens (`Neutral` = `Ne` + `utral` for SmolLM2, `PLACE` = `PL` +
         `ACE`) would otherwise be judged by its first token alone, against labels of one token.
@@ -422,7 +438,9 @@ class NerGrammar(Grammar):
             partial = [seg[len(rest) :] for seg, _ in options if seg.startswith(rest)]
             return (partial, False) if partial else None
 
-    def alternatives(self, text: str) -> list[tuple[str, str]] | None:
+    task = "ner"
+
+    def alternatives(self, text: str) -> list[Alternative] | None:
         """Right after an opening `[`: every (tag, length) of the entity, chosen jointly.
 
         Each candidate is `TAG w1 .. wk]`, scored together with the words that follow it up to
@@ -441,7 +459,7 @@ class NerGrammar(Grammar):
                 if self.state(text + forced) is None:
                     continue  # e.g. a group may not end with a function word
                 after = self.words[start + k : start + longest]
-                out.append((forced + "".join(" " + w for w in after), forced))
+                out.append(Alternative(forced + "".join(" " + w for w in after), forced, tag))
         return out or None
 
 
@@ -455,9 +473,11 @@ class SentimentGrammar(Grammar):
         partial = [s[len(rest) :] for s in SENTIMENTS if s.startswith(rest)]
         return (partial, False) if partial else None
 
-    def alternatives(self, text: str) -> list[tuple[str, str]] | None:
+    task = "sa"
+
+    def alternatives(self, text: str) -> list[Alternative] | None:
         """At the start: the three classes."""
-        return [(s, s) for s in SENTIMENTS] if text in ("", " ") else None
+        return [Alternative(s, s, s) for s in SENTIMENTS] if text in ("", " ") else None
 
 
 def grammar_for(task: str, text: str) -> Grammar:
@@ -552,17 +572,21 @@ class GrammarProcessor:
             return None
         # A completion prompt ends with "Answer:": its answer starts with a space.
         lead = " " if text == "" and self.annotator.style == "plain" else ""
-        scored, forced = [], []
-        for whole, label in labels:
-            label_ids = self.tokenizer(lead + label, add_special_tokens=False).input_ids
+        scored, forced, names = [], [], []
+        for alt in labels:
+            label_ids = self.tokenizer(lead + alt.forced, add_special_tokens=False).input_ids
             if label_ids and grammar.state(self._decode([*ids, *label_ids])) is not None:
-                scored.append(self.tokenizer(lead + whole, add_special_tokens=False).input_ids)
+                scored.append(self.tokenizer(lead + alt.scored, add_special_tokens=False).input_ids)
                 forced.append(label_ids)
+                names.append(alt.label)
         if len(forced) < 2:
             return forced[0] if forced else None
         logprobs = self.annotator.sequence_logprobs(
             self.prompts[row] + ids, scored, self.prefix, self.prefix_ids
         )
+        if self.annotator.calibrate:
+            prior = self.annotator.label_prior(grammar.task)
+            logprobs = [lp - prior[name] for lp, name in zip(logprobs, names, strict=True)]
         return forced[max(range(len(forced)), key=lambda i: logprobs[i])]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -597,10 +621,15 @@ class Annotator:
     constrained: bool = True
     """Decode under the answer grammar (`GrammarProcessor`): the NER answer can only be the
     transcript with markup, the SA answer only a class name. False: free greedy decoding."""
+    calibrate: bool = False
+    """Under the grammar, divide each whole label's probability by its probability for
+    content-free texts (`label_prior`): contextual calibration (Zhao et al. 2021, "Calibrate
+    Before Use"), against a small model's bias to a few labels (docs/annotation.md measures it)."""
     _newline_ids: frozenset[int] = field(default=frozenset(), init=False, repr=False)
     _special_stop: frozenset[int] = field(default=frozenset(), init=False, repr=False)
     _pad_id: int = field(default=0, init=False, repr=False)
     _prefixes: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _priors: dict[str, dict[str, float]] = field(default_factory=dict, init=False, repr=False)
     _reuse_prefix: bool = field(default=True, init=False, repr=False)
     _cache_kwarg: str = field(default="cache", init=False, repr=False)
 
@@ -637,7 +666,14 @@ class Annotator:
         self.model.eval()
 
     @classmethod
-    def load(cls, name: str, *, style: PromptStyle = "auto", constrained: bool = True) -> Annotator:
+    def load(
+        cls,
+        name: str,
+        *,
+        style: PromptStyle = "auto",
+        constrained: bool = True,
+        calibrate: bool = False,
+    ) -> Annotator:
         """Load a packaged model name (`sources.py`), a local HF directory or a hub id."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -649,13 +685,15 @@ class Annotator:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         except OSError as exc:
             raise ModelSourceError(f"cannot load LLM {name!r} from {path}: {exc}") from exc
-        return cls(model, tokenizer, name, style, constrained)
+        return cls(model, tokenizer, name, style, constrained, calibrate)
 
     @property
     def cache_name(self) -> str:
         """The model's part of the cache key: name, prompt style and decoding mode (a free and a
         constrained answer are different answers)."""
         mode = f"grammar{GRAMMAR_VERSION}" if self.constrained else "free"
+        if self.constrained and self.calibrate:
+            mode += "+calibrated"
         return f"{self.name}|{self.style}|{mode}"
 
     # -------------------------------------------------------------- prompts
@@ -822,6 +860,29 @@ class Annotator:
             for i, c in enumerate(chunk):
                 scores[start + i] += sum(float(logp[i, j - 1, c[j]]) for j in range(1, len(c)))
         return scores
+
+    def label_prior(self, task: str) -> dict[str, float]:
+        """log P(label | content-free text) per label where a label starts (class names for sa,
+        entity tags right after `[` for ner): the log of the mean probability over
+        `CONTENT_FREE_TEXTS` given as the text to label. Computed once per task."""
+        if task not in self._priors:
+            labels = SENTIMENTS if task == "sa" else SLUE_TAGS
+            lead = " " if self.style == "plain" else ""
+            start = lead + ("[" if task == "ner" else "")
+            tok = self.tokenizer
+            label_ids = [
+                tok((lead if task == "sa" else "") + x, add_special_tokens=False).input_ids
+                for x in labels
+            ]
+            total = torch.zeros(len(labels), dtype=torch.float64)
+            for text in CONTENT_FREE_TEXTS:
+                prefix, suffix = self.prompt_parts(task, text)
+                pre = tok(prefix, add_special_tokens=False).input_ids
+                context = pre + tok(suffix + start, add_special_tokens=False).input_ids
+                total += torch.tensor(self.sequence_logprobs(context, label_ids, prefix, pre)).exp()
+            mean = (total / len(CONTENT_FREE_TEXTS)).log()
+            self._priors[task] = {x: float(v) for x, v in zip(labels, mean, strict=True)}
+        return self._priors[task]
 
     def _prefix_cache(self, prefix: str, ids: list[int]) -> Any:
         """The model's key/value cache (batch 1) after the prefix tokens, computed once."""

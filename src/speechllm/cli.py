@@ -474,6 +474,14 @@ def annotate(
             help="Decode under the answer grammar, or freely (then validate and retry).",
         ),
     ] = True,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate/--no-calibrate",
+            help="Under the grammar, correct each label's score by its score for content-free "
+            "texts (contextual calibration; docs/annotation.md).",
+        ),
+    ] = False,
 ) -> None:
     """Label transcripts with an LLM: SLUE entity tags and 3-way sentiment; resumable.
 
@@ -495,7 +503,12 @@ def annotate(
             raise ValueError(f"--prompt-style must be auto, chat or plain, got {prompt_style!r}")
         start = time.perf_counter()
         utts = read_manifest(manifest)[:limit]
-        annotator = ann.Annotator.load(llm, style=prompt_style, constrained=constrained)  # type: ignore[arg-type]
+        annotator = ann.Annotator.load(
+            llm,
+            style=prompt_style,  # type: ignore[arg-type]
+            constrained=constrained,
+            calibrate=calibrate,
+        )
         cache = ann.AnnotationCache(ann.cache_path(out))
         columns = (TextColumn("[bold]annotate"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=err, transient=True) as bar:
@@ -512,6 +525,7 @@ def annotate(
             manifest=str(manifest),
             out=str(out),
             constrained=constrained,
+            calibrated=constrained and calibrate,
             # Model loading included: what a user waits for.
             total_wall_seconds=round(time.perf_counter() - start, 3),
         )
