@@ -10,9 +10,10 @@
       prompted on the transcript for NER and sentiment, rows batched the same way.
     WER and NER F1 on the clips are printed beside the times as context (few clips: rough).
 (b) E2E decoding throughput (utterances/s, tasks all, encoder frames computed beforehand) with
-    batch sizes 1 (sequential), 4 and 8, and whether batched answers equal the sequential ones.
+    batch sizes 1 (sequential), 8 and 24 (all 8 clips x 3 tasks at once), and whether batched
+    answers equal the sequential ones.
 
-    .venv/bin/python benchmarks/inference.py [--quick] [--clips 8] [--batch-sizes 1,4,8]
+    .venv/bin/python benchmarks/inference.py [--quick] [--clips 8] [--batch-sizes 1,8,24]
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clips", type=int, default=None, help="clips (default 8)")
     p.add_argument("--threads", type=int, default=2, help="torch and CTranslate2 threads")
     p.add_argument("--batch-size", type=int, default=8, help="(a): rows decoded together")
-    p.add_argument("--batch-sizes", default="1,4,8", help="(b): batch sizes to compare")
+    p.add_argument("--batch-sizes", default="1,8,24", help="(b): batch sizes to compare")
     p.add_argument("--beam-size", type=int, default=1, help="faster-whisper beam (1 = greedy)")
     p.add_argument(
         "--text-stage",
