@@ -113,21 +113,9 @@ def run_llama_cpp(
     return answers, t.s
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    set_threads(args.threads)
-    annotator = Annotator.load(args.llm, constrained=False)
+def measure(args: argparse.Namespace, annotator: Annotator, llm: Any) -> dict[str, Any]:
+    """Every runtime on both tasks; prints the table, returns the figures."""
     tok = annotator.tokenizer
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        Llama = None
-        log.print("llama-cpp-python is not installed: transformers rows only")
-    scratch = Path(tempfile.mkdtemp(prefix="speechllm-gguf-"))
-    llm = None
-    if Llama is not None:
-        gguf = packaged_gguf(args.llm, scratch)
-        llm = Llama(model_path=str(gguf), n_ctx=4096, n_threads=args.threads, verbose=False)
 
     figures: dict[str, Any] = {"llm": args.llm, "texts_per_task": args.texts, "tasks": {}}
     rows: list[tuple[str, Any]] = []
@@ -174,8 +162,28 @@ def main(argv: list[str] | None = None) -> None:
                 (f"{task} same free answer, llama.cpp vs transformers", f"{same}/{len(texts)}")
             )
         figures["tasks"][task] = per_task
-    figures["machine"] = machine()
     print_table(f"annotation runtime: {args.llm}, {args.threads} threads", rows)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    annotator = Annotator.load(args.llm, constrained=False)
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        Llama = None
+        log.print("llama-cpp-python is not installed: transformers rows only")
+    # A GGUF that the packages split is joined in a temporary folder (hundreds of MB), removed
+    # after the run; llama.cpp maps the file, so everything runs inside the block.
+    with tempfile.TemporaryDirectory(prefix="speechllm-gguf-") as scratch:
+        llm = None
+        if Llama is not None:
+            gguf = packaged_gguf(args.llm, Path(scratch))
+            llm = Llama(model_path=str(gguf), n_ctx=4096, n_threads=args.threads, verbose=False)
+        figures = measure(args, annotator, llm)
+    figures["machine"] = machine()
     write_json(args.out, figures)
 
 

@@ -429,19 +429,24 @@ def test_constrained_sentiment_is_the_most_likely_whole_label(tiny):
         assert result.sentiment == SENTIMENTS[max(range(3), key=lambda i: logprobs[i])]
 
 
-def test_label_prior_is_the_mean_probability_over_content_free_texts(tiny):
-    tok = tiny.tokenizer
-    prior = tiny.label_prior("sa")
-    assert list(prior) == list(SENTIMENTS)
-    labels = [tok(s, add_special_tokens=False).input_ids for s in SENTIMENTS]
-    want = torch.zeros(3, dtype=torch.float64)
-    for text in ann.CONTENT_FREE_TEXTS:
-        context = tok(tiny.prompt("sa", text), add_special_tokens=False).input_ids
-        want += torch.tensor(tiny.sequence_logprobs(context, labels)).exp()
-    for got, w in zip(prior.values(), (want / 3).log().tolist(), strict=True):
-        assert got == pytest.approx(w, abs=1e-5)
-    tags = tiny.label_prior("ner")
-    assert list(tags) == list(SLUE_TAGS) and all(v < 0 for v in tags.values())
+@pytest.mark.parametrize("style", ["chat", "plain"])
+def test_label_prior_is_the_mean_probability_over_content_free_texts(tiny, style):
+    a = Annotator(tiny.model, tiny.tokenizer, "tiny", style, True, True)
+    tok = a.tokenizer
+    space = " " if style == "plain" else ""  # a completion prompt ends with "Answer:"
+    for task, labels, before, lead in [
+        ("sa", SENTIMENTS, "", space),  # "Answer:" + " Positive"
+        ("ner", SLUE_TAGS, space + "[", ""),  # "Answer: [" + "PLACE"
+    ]:
+        ids = [tok(lead + x, add_special_tokens=False).input_ids for x in labels]
+        want = torch.zeros(len(labels), dtype=torch.float64)
+        for text in ann.CONTENT_FREE_TEXTS:
+            context = tok(a.prompt(task, text) + before, add_special_tokens=False).input_ids
+            want += torch.tensor(a.sequence_logprobs(context, ids)).exp()
+        prior = a.label_prior(task)
+        assert list(prior) == list(labels)
+        for got, w in zip(prior.values(), (want / 3).log().tolist(), strict=True):
+            assert got == pytest.approx(w, abs=1e-5)
 
 
 def test_calibrated_sentiment_divides_by_the_content_free_prior(tiny):
@@ -455,6 +460,24 @@ def test_calibrated_sentiment_divides_by_the_content_free_prior(tiny):
         logprobs = tiny.sequence_logprobs(context, labels)
         score = [lp - prior[s] for lp, s in zip(logprobs, SENTIMENTS, strict=True)]
         assert result.sentiment == SENTIMENTS[max(range(3), key=lambda i: score[i])]
+    # A class the model all but never gives for content-free text wins everywhere.
+    for unlikely in SENTIMENTS:
+        calibrated._priors["sa"] = {s: -50.0 if s == unlikely else 0.0 for s in SENTIMENTS}
+        assert {r.sentiment for r in annotate_texts(calibrated, "sa", TEXTS)} == {unlikely}
+
+
+def test_calibrated_ner_corrects_the_tag_only(tiny):
+    calibrated = replace(tiny, calibrate=True)
+    calibrated._priors["ner"] = {t: -50.0 if t == "WHEN" else 0.0 for t in SLUE_TAGS}
+    plain, boosted = (annotate_texts(a, "ner", TEXTS) for a in (tiny, calibrated))
+    assert any(p.entities for p in plain)  # the tiny model does open entities
+    for p, b in zip(plain, boosted, strict=True):
+        assert {t for t, _ in b.entities or []} <= {"WHEN"}
+        # Where an entity opens is decided before any tag is scored: the first one is unchanged.
+        first_open = p.answer.find("[")
+        assert b.answer.find("[") == first_open
+        if first_open >= 0:
+            assert b.entities
 
 
 def test_prompt_parts_share_the_prefix(tiny):

@@ -29,10 +29,12 @@ groups (one of the 7 tags, at most `NER_MAX_WORDS` words, not starting or ending
 word: SLUE's convention), and a sentiment answer one of the three classes. Where a label starts
 the candidates are compared as wholes, by their summed token log-probabilities: the three classes
 (`Neutral` = `Ne` + `utral` for SmolLM2 must not be judged by `Ne` alone), and after `[` every
-(tag, length) of the entity (`PLACE brussels]`, `ORG european commission]`, ...), each scored over
-the same words, so that the tag is chosen with its words in view. Small models (135M, 270M) rarely copy a sentence faithfully
-on their own; the grammar leaves them only the choices that matter (where an entity starts and
-ends, which tag). `constrained=False` (`--free`) decodes freely, for comparison
+(tag, length) of the entity (`PLACE brussels]`, `ORG european commission]`, ...), each scored
+over the same words, so that the tag is chosen with its words in view. `calibrate=True`
+(`--calibrate`) divides each label's probability by its probability for content-free texts
+(contextual calibration, `Annotator.label_prior`). Small models (135M, 270M) rarely copy a
+sentence faithfully on their own; the grammar leaves them only the choices that matter (where an
+entity starts and ends, which tag). `constrained=False` (`--free`) decodes freely, for comparison
 (`docs/annotation.md`).
 
 Validation (`check_ner`, `check_sentiment`):
@@ -50,7 +52,8 @@ recorded failure: the output row gets `entities` / `sentiment` null ("not labell
 summary lists its id, task, problem and the model's last answer. Nothing is dropped silently.
 
 Results are cached by sha256(text, model name, PROMPT_VERSION, task), the model name including
-the prompt style and decoding mode (`Annotator.cache_name`), in a JSONL file beside the output,
+the prompt style, the decoding mode and the versions of the grammar and calibration
+(`Annotator.cache_name`), in a JSONL file beside the output,
 appended and flushed after every batch, so a killed run resumes where it stopped.
 """
 
@@ -90,7 +93,11 @@ sentiment class, and an entity's tag and length, are chosen as wholes by log-pro
 
 LOGPROB_CHUNK = 16
 """Continuations scored together by `Annotator.sequence_logprobs` (each copies the context's
-key/value cache, so this bounds the memory)."""
+key/value cache, so this bounds the memory: about 0.5 GB for SmolLM2 with a 700-token prompt)."""
+
+CALIBRATION_VERSION = 2
+"""Version of `Annotator.label_prior` (part of the cache key of calibrated answers). 2: the
+plain-style sentiment prior scores `Answer: Positive`, not `Answer:  Positive`."""
 
 CONTENT_FREE_TEXTS: tuple[str, ...] = ("N/A", "", "[MASK]")
 """Texts with no content, for `Annotator.label_prior` (the three of Zhao et al. 2021)."""
@@ -570,8 +577,7 @@ class GrammarProcessor:
         labels = grammar.alternatives(text)
         if not labels:
             return None
-        # A completion prompt ends with "Answer:": its answer starts with a space.
-        lead = " " if text == "" and self.annotator.style == "plain" else ""
+        lead = self.annotator.answer_lead(text)
         scored, forced, names = [], [], []
         for alt in labels:
             label_ids = self.tokenizer(lead + alt.forced, add_special_tokens=False).input_ids
@@ -689,11 +695,12 @@ class Annotator:
 
     @property
     def cache_name(self) -> str:
-        """The model's part of the cache key: name, prompt style and decoding mode (a free and a
-        constrained answer are different answers)."""
+        """The model's part of the cache key: name, prompt style, decoding mode with the grammar's
+        and calibration's versions (a free, a constrained and a calibrated answer are different
+        answers)."""
         mode = f"grammar{GRAMMAR_VERSION}" if self.constrained else "free"
         if self.constrained and self.calibrate:
-            mode += "+calibrated"
+            mode += f"+calibrated{CALIBRATION_VERSION}"
         return f"{self.name}|{self.style}|{mode}"
 
     # -------------------------------------------------------------- prompts
@@ -838,9 +845,7 @@ class Annotator:
         out = self.model(input_ids=torch.tensor([rest], device=device), use_cache=True, **kwargs)
         first = out.logits[0, -1].float().log_softmax(-1)
         scores = [float(first[c[0]]) for c in continuations]
-        context_cache = getattr(out, "cache", None)
-        if context_cache is None:
-            context_cache = out.past_key_values
+        context_cache = _returned_cache(out)
         # In chunks: each continuation holds a copy of the context's keys and values.
         for start in range(0, len(continuations), LOGPROB_CHUNK):
             chunk = continuations[start : start + LOGPROB_CHUNK]
@@ -861,19 +866,22 @@ class Annotator:
                 scores[start + i] += sum(float(logp[i, j - 1, c[j]]) for j in range(1, len(c)))
         return scores
 
+    def answer_lead(self, answer_so_far: str) -> str:
+        """What precedes the next label given the answer so far: a space where the answer
+        starts after a completion prompt's `Answer:`, else nothing."""
+        return " " if answer_so_far == "" and self.style == "plain" else ""
+
     def label_prior(self, task: str) -> dict[str, float]:
         """log P(label | content-free text) per label where a label starts (class names for sa,
         entity tags right after `[` for ner): the log of the mean probability over
         `CONTENT_FREE_TEXTS` given as the text to label. Computed once per task."""
         if task not in self._priors:
             labels = SENTIMENTS if task == "sa" else SLUE_TAGS
-            lead = " " if self.style == "plain" else ""
-            start = lead + ("[" if task == "ner" else "")
+            # The answer so far where the label starts: nothing (sa) or an opening bracket (ner).
+            start = self.answer_lead("") + "[" if task == "ner" else ""
             tok = self.tokenizer
-            label_ids = [
-                tok((lead if task == "sa" else "") + x, add_special_tokens=False).input_ids
-                for x in labels
-            ]
+            lead = self.answer_lead(start)
+            label_ids = [tok(lead + x, add_special_tokens=False).input_ids for x in labels]
             total = torch.zeros(len(labels), dtype=torch.float64)
             for text in CONTENT_FREE_TEXTS:
                 prefix, suffix = self.prompt_parts(task, text)
@@ -890,8 +898,7 @@ class Annotator:
             device = next(self.model.parameters()).device
             out = self.model(input_ids=torch.tensor([ids], device=device), use_cache=True)
             # transformers 5 names the cache `cache`, 4.x `past_key_values`.
-            cache = getattr(out, "cache", None)
-            self._prefixes[prefix] = cache if cache is not None else out.past_key_values
+            self._prefixes[prefix] = _returned_cache(out)
         return self._prefixes[prefix]
 
     def annotate_batch(self, task: str, texts: Sequence[str]) -> list[Annotation]:
@@ -934,6 +941,12 @@ def _newline_token_ids(tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
 
 
 # ------------------------------------------------------------------------------ cache
+
+
+def _returned_cache(out: Any) -> Any:
+    """The key/value cache a forward pass returned (`cache` in newer transformers)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
 
 
 def cache_key(text: str, model: str, task: str, prompt_version: int = PROMPT_VERSION) -> str:
