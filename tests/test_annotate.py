@@ -372,6 +372,21 @@ def test_cli_rejects_unknown_tasks(tmp_path):
         app, ["annotate", "--manifest", "x", "--out", "y", "--llm", "z", "--tasks", "asr"]
     )
     assert result.exit_code == 2 and "--tasks" in result.output
+    result = runner.invoke(
+        app, ["annotate", "--manifest", "x", "--out", "y", "--llm", "z", "--calibrate", "asr"]
+    )
+    assert result.exit_code == 2 and "--calibrate must be" in result.output
+
+
+def test_cli_calibrate_option(tiny_dirs, tmp_path):
+    src = tmp_path / "in.jsonl"
+    write_manifest(src, utts(TEXTS[:2]))
+    args = ["annotate", "--manifest", str(src), "--llm", str(tiny_dirs[1]), "--tasks", "sa"]
+    for option, recorded in [("sa", ["sa"]), ("none", []), ("ner,sa", ["ner", "sa"])]:
+        out = tmp_path / f"{option}.jsonl"
+        result = runner.invoke(app, [*args, "--out", str(out), "--calibrate", option])
+        assert result.exit_code == 0, result.output
+        assert json.loads(ann.summary_path(out).read_text())["calibrated"] == recorded
 
 
 # ------------------------------------------------------------------ real model
@@ -423,15 +438,22 @@ def test_constrained_sentiment_is_the_most_likely_whole_label(tiny):
     tok = tiny.tokenizer
     labels = [tok(s, add_special_tokens=False).input_ids for s in SENTIMENTS]
     assert all(len(x) > 1 for x in labels)  # labels of several tokens: scored as wholes
-    for text, result in zip(TEXTS, annotate_texts(tiny, "sa", TEXTS), strict=True):
+    uncalibrated = replace(tiny, calibrate=())
+    for text, result in zip(TEXTS, annotate_texts(uncalibrated, "sa", TEXTS), strict=True):
         context = tok(tiny.prompt("sa", text), add_special_tokens=False).input_ids
         logprobs = tiny.sequence_logprobs(context, labels)
         assert result.sentiment == SENTIMENTS[max(range(3), key=lambda i: logprobs[i])]
 
 
+def test_calibrated_tasks_are_checked():
+    tok = tiny_tokenizer()
+    with pytest.raises(ValueError, match=r"calibrate: unknown task\(s\) \['asr'\]"):
+        Annotator(tiny_llm(len(tok)), tok, "tiny", "plain", True, ("asr",))
+
+
 @pytest.mark.parametrize("style", ["chat", "plain"])
 def test_label_prior_is_the_mean_probability_over_content_free_texts(tiny, style):
-    a = Annotator(tiny.model, tiny.tokenizer, "tiny", style, True, True)
+    a = Annotator(tiny.model, tiny.tokenizer, "tiny", style, True, ("ner", "sa"))
     tok = a.tokenizer
     space = " " if style == "plain" else ""  # a completion prompt ends with "Answer:"
     for task, labels, before, lead in [
@@ -452,8 +474,9 @@ def test_label_prior_is_the_mean_probability_over_content_free_texts(tiny, style
 def test_calibrated_sentiment_divides_by_the_content_free_prior(tiny):
     tok = tiny.tokenizer
     labels = [tok(s, add_special_tokens=False).input_ids for s in SENTIMENTS]
-    calibrated = replace(tiny, calibrate=True)
-    assert calibrated.cache_name != tiny.cache_name  # calibrated answers are other answers
+    calibrated = replace(tiny, calibrate=("sa",))
+    uncalibrated = replace(tiny, calibrate=())
+    assert calibrated.cache_name != uncalibrated.cache_name  # other answers, other cache entries
     prior = calibrated.label_prior("sa")
     for text, result in zip(TEXTS, annotate_texts(calibrated, "sa", TEXTS), strict=True):
         context = tok(tiny.prompt("sa", text), add_special_tokens=False).input_ids
@@ -467,9 +490,11 @@ def test_calibrated_sentiment_divides_by_the_content_free_prior(tiny):
 
 
 def test_calibrated_ner_corrects_the_tag_only(tiny):
-    calibrated = replace(tiny, calibrate=True)
+    calibrated = replace(tiny, calibrate=("ner",))
     calibrated._priors["ner"] = {t: -50.0 if t == "WHEN" else 0.0 for t in SLUE_TAGS}
-    plain, boosted = (annotate_texts(a, "ner", TEXTS) for a in (tiny, calibrated))
+    plain, boosted = (
+        annotate_texts(a, "ner", TEXTS) for a in (replace(tiny, calibrate=()), calibrated)
+    )
     assert any(p.entities for p in plain)  # the tiny model does open entities
     for p, b in zip(plain, boosted, strict=True):
         assert {t for t, _ in b.entities or []} <= {"WHEN"}

@@ -30,9 +30,9 @@ word: SLUE's convention), and a sentiment answer one of the three classes. Where
 the candidates are compared as wholes, by their summed token log-probabilities: the three classes
 (`Neutral` = `Ne` + `utral` for SmolLM2 must not be judged by `Ne` alone), and after `[` every
 (tag, length) of the entity (`PLACE brussels]`, `ORG european commission]`, ...), each scored
-over the same words, so that the tag is chosen with its words in view. `calibrate=True`
-(`--calibrate`) divides each label's probability by its probability for content-free texts
-(contextual calibration, `Annotator.label_prior`). Small models (135M, 270M) rarely copy a
+over the same words, so that the tag is chosen with its words in view. For the tasks in
+`calibrate` (`--calibrate`, default `sa`) each label's probability is divided by its
+probability for content-free texts (contextual calibration, `Annotator.label_prior`). Small models (135M, 270M) rarely copy a
 sentence faithfully on their own; the grammar leaves them only the choices that matter (where an
 entity starts and ends, which tag). `constrained=False` (`--free`) decodes freely, for comparison
 (`docs/annotation.md`).
@@ -98,6 +98,9 @@ key/value cache, so this bounds the memory: about 0.5 GB for SmolLM2 with a 700-
 CALIBRATION_VERSION = 2
 """Version of `Annotator.label_prior` (part of the cache key of calibrated answers). 2: the
 plain-style sentiment prior scores `Answer: Positive`, not `Answer:  Positive`."""
+
+CALIBRATED_TASKS: tuple[str, ...] = ("sa",)
+"""Tasks calibrated by default (`Annotator.calibrate`): sentiment only, as measured."""
 
 CONTENT_FREE_TEXTS: tuple[str, ...] = ("N/A", "", "[MASK]")
 """Texts with no content, for `Annotator.label_prior` (the three of Zhao et al. 2021)."""
@@ -590,7 +593,7 @@ class GrammarProcessor:
         logprobs = self.annotator.sequence_logprobs(
             self.prompts[row] + ids, scored, self.prefix, self.prefix_ids
         )
-        if self.annotator.calibrate:
+        if grammar.task in self.annotator.calibrate:
             prior = self.annotator.label_prior(grammar.task)
             logprobs = [lp - prior[name] for lp, name in zip(logprobs, names, strict=True)]
         return forced[max(range(len(forced)), key=lambda i: logprobs[i])]
@@ -627,10 +630,11 @@ class Annotator:
     constrained: bool = True
     """Decode under the answer grammar (`GrammarProcessor`): the NER answer can only be the
     transcript with markup, the SA answer only a class name. False: free greedy decoding."""
-    calibrate: bool = False
-    """Under the grammar, divide each whole label's probability by its probability for
-    content-free texts (`label_prior`): contextual calibration (Zhao et al. 2021, "Calibrate
-    Before Use"), against a small model's bias to a few labels (docs/annotation.md measures it)."""
+    calibrate: tuple[str, ...] = CALIBRATED_TASKS
+    """Tasks whose labels are calibrated under the grammar: each whole label's probability is
+    divided by its probability for content-free texts (`label_prior`; contextual calibration,
+    Zhao et al. 2021, "Calibrate Before Use"), against a small model's bias to a few labels.
+    docs/annotation.md measures it: it helps sentiment, and hurt NER tags (hence the default)."""
     _newline_ids: frozenset[int] = field(default=frozenset(), init=False, repr=False)
     _special_stop: frozenset[int] = field(default=frozenset(), init=False, repr=False)
     _pad_id: int = field(default=0, init=False, repr=False)
@@ -640,6 +644,9 @@ class Annotator:
     _cache_kwarg: str = field(default="cache", init=False, repr=False)
 
     def __post_init__(self) -> None:
+        unknown = set(self.calibrate) - set(ANNOTATION_TASKS)
+        if unknown:
+            raise ValueError(f"calibrate: unknown task(s) {sorted(unknown)}; tasks: ner, sa")
         if self.style == "auto":
             self.style = "chat" if getattr(self.tokenizer, "chat_template", None) else "plain"
         if self.style not in ("chat", "plain"):
@@ -678,7 +685,7 @@ class Annotator:
         *,
         style: PromptStyle = "auto",
         constrained: bool = True,
-        calibrate: bool = False,
+        calibrate: Sequence[str] = CALIBRATED_TASKS,
     ) -> Annotator:
         """Load a packaged model name (`sources.py`), a local HF directory or a hub id."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -691,7 +698,7 @@ class Annotator:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         except OSError as exc:
             raise ModelSourceError(f"cannot load LLM {name!r} from {path}: {exc}") from exc
-        return cls(model, tokenizer, name, style, constrained, calibrate)
+        return cls(model, tokenizer, name, style, constrained, tuple(calibrate))
 
     @property
     def cache_name(self) -> str:
@@ -700,7 +707,7 @@ class Annotator:
         answers)."""
         mode = f"grammar{GRAMMAR_VERSION}" if self.constrained else "free"
         if self.constrained and self.calibrate:
-            mode += f"+calibrated{CALIBRATION_VERSION}"
+            mode += f"+calibrated{CALIBRATION_VERSION}[{','.join(sorted(self.calibrate))}]"
         return f"{self.name}|{self.style}|{mode}"
 
     # -------------------------------------------------------------- prompts
@@ -1057,15 +1064,16 @@ def annotate_texts(
     return [found[k] for k in keys]
 
 
-def parse_tasks(text: str) -> list[str]:
-    """`ner,sa` (or `all`) -> tasks in ANNOTATION_TASKS order; ValueError on anything else."""
+def parse_tasks(text: str, option: str = "--tasks") -> list[str]:
+    """`ner,sa` (or `all`) -> tasks in ANNOTATION_TASKS order; ValueError (naming `option`) on
+    anything else."""
     names = [t.strip() for t in text.split(",") if t.strip()]
     if names == ["all"]:
         return list(ANNOTATION_TASKS)
     unknown = [t for t in names if t not in ANNOTATION_TASKS]
     if unknown or not names:
         raise ValueError(
-            f"--tasks must be a comma-separated subset of {','.join(ANNOTATION_TASKS)} or all, "
+            f"{option} must be a comma-separated subset of {','.join(ANNOTATION_TASKS)} or all, "
             f"got {text!r}"
         )
     return [t for t in ANNOTATION_TASKS if t in names]

@@ -475,13 +475,13 @@ def annotate(
         ),
     ] = True,
     calibrate: Annotated[
-        bool,
+        str,
         typer.Option(
-            "--calibrate/--no-calibrate",
-            help="Under the grammar, correct each label's score by its score for content-free "
-            "texts (contextual calibration; docs/annotation.md).",
+            help="Tasks whose labels are calibrated under the grammar (each label's score "
+            "corrected by its score for content-free texts): sa, ner, ner,sa or none. "
+            "Measured in docs/annotation.md.",
         ),
-    ] = False,
+    ] = "sa",
 ) -> None:
     """Label transcripts with an LLM: SLUE entity tags and 3-way sentiment; resumable.
 
@@ -501,13 +501,16 @@ def annotate(
             raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
         if prompt_style not in ("auto", "chat", "plain"):
             raise ValueError(f"--prompt-style must be auto, chat or plain, got {prompt_style!r}")
+        calibrated = (
+            [] if calibrate.strip() == "none" else ann.parse_tasks(calibrate, "--calibrate")
+        )
         start = time.perf_counter()
         utts = read_manifest(manifest)[:limit]
         annotator = ann.Annotator.load(
             llm,
             style=prompt_style,  # type: ignore[arg-type]
             constrained=constrained,
-            calibrate=calibrate,
+            calibrate=calibrated,
         )
         cache = ann.AnnotationCache(ann.cache_path(out))
         columns = (TextColumn("[bold]annotate"), BarColumn(), MofNCompleteColumn())
@@ -525,7 +528,7 @@ def annotate(
             manifest=str(manifest),
             out=str(out),
             constrained=constrained,
-            calibrated=constrained and calibrate,
+            calibrated=calibrated if constrained else [],
             # Model loading included: what a user waits for.
             total_wall_seconds=round(time.perf_counter() - start, 3),
         )
