@@ -349,7 +349,8 @@ def render_results(config: ExperimentConfig, table: list[dict[str, Any]]) -> str
 
 
 def plot_results(table: list[dict[str, Any]], path: Path) -> None:
-    """Grouped bars: WER, NER F1, SA F1 and SLUE score per row."""
+    """Grouped bars: WER, NER F1, SA F1 and SLUE score per row (the mean over seeds), with the
+    min-max over seeds as error bars where there are several."""
     from speechllm.report import _figure, _save
 
     fig = _figure((8.0, 4.0))
@@ -358,7 +359,12 @@ def plot_results(table: list[dict[str, Any]], path: Path) -> None:
     for k, key in enumerate(METRICS):
         values = [line[key] if line[key] is not None else 0.0 for line in table]
         xs = [i + (k - (len(METRICS) - 1) / 2) * width for i in range(len(table))]
-        ax.bar(xs, values, width, label=key)
+        spreads = [line.get(f"{key}_range") for line in table]
+        errors = [
+            [v - r[0] if r else 0.0 for v, r in zip(values, spreads, strict=True)],
+            [r[1] - v if r else 0.0 for v, r in zip(values, spreads, strict=True)],
+        ]
+        ax.bar(xs, values, width, label=key, yerr=errors if any(spreads) else None, capsize=2)
     ax.set_xticks(range(len(table)))
     ax.set_xticklabels([line["row"] for line in table], rotation=15, ha="right", fontsize=8)
     ax.set_ylabel("%")
