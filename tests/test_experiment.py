@@ -24,8 +24,9 @@ from test_train import make_corpus
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_shipped_ablation_rows_are_cumulative_and_build(tmp_path):
-    config, rows = ExperimentConfig.load(REPO / "configs/paper_ablation.yaml")
+@pytest.mark.parametrize("name", ["paper_ablation.yaml", "paper_ablation_gpu.yaml"])
+def test_shipped_ablation_rows_are_cumulative_and_build(tmp_path, tiny_dirs, name):
+    config, rows = ExperimentConfig.load(REPO / "configs" / name)
     plans = plan_rows(config, rows)
     assert [p.name for p in plans] == [
         "baseline projector",
@@ -55,6 +56,12 @@ def test_shipped_ablation_rows_are_cumulative_and_build(tmp_path):
     assert configs[4].model.lora.enabled
     assert all(c.train.max_minutes == config.budget_minutes for c in configs)
     assert len({c.train.output_dir for c in configs}) == len(configs)
+    # Each row's model builds (tiny random weights in place of the configured checkpoints).
+    w, lm = tiny_dirs
+    for c in configs:
+        c.model.encoder, c.model.llm = str(w), str(lm)
+        parts = {p: n for p, n, _ in SpeechLLM.from_config(c.model).parameter_report()}
+        assert parts["adapter"] > 0 and ("lora" in parts) == c.model.lora.enabled
 
 
 @pytest.mark.parametrize(

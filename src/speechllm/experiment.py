@@ -315,7 +315,7 @@ def render_results(config: ExperimentConfig, table: list[dict[str, Any]]) -> str
         text = f"{value:.1f}"
         spread = line.get(f"{key}_range")
         if spread:
-            text += f" ({spread[0]:.1f}-{spread[1]:.1f})"
+            text += f" ({spread[0]:.1f} to {spread[1]:.1f})"
         return text
 
     out = [
@@ -329,7 +329,7 @@ def render_results(config: ExperimentConfig, table: list[dict[str, Any]]) -> str
             if config.eval.max_utterances
             else "."
         ),
-        "With several seeds a cell is the mean, with the min-max over seeds in brackets.",
+        "With several seeds a cell is the mean, with the lowest and highest value over seeds in brackets.",
         "",
         "| row | adapter params | ratio to baseline | trainable params | WER | CTC WER | NER F1 "
         "| SA F1 | SLUE score | train min |",
