@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
+from speechllm.config import DECODE_BATCH
 from speechllm.errors import SpeechLLMError
 
 if TYPE_CHECKING:
@@ -254,7 +255,9 @@ def infer(
     audio: list[Path],
     model: Annotated[Path, typer.Option(help="Run directory (or its model/ folder).")],
     task: Annotated[str, typer.Option(help="asr, ner, sa or all.")] = "all",
-    batch_size: Annotated[int, typer.Option(help="Clips decoded together.")] = 8,
+    batch_size: Annotated[
+        int, typer.Option(help="(clip, task) rows decoded together.")
+    ] = DECODE_BATCH,
 ) -> None:
     """Transcribe / tag / judge audio files; prints one JSON object per file (a JSON list)."""
     from speechllm.audio import load_audio
@@ -352,7 +355,9 @@ def evaluate(
     manifest: Annotated[Path, typer.Option(help="Manifest with audio and labels (JSONL).")],
     out: Annotated[Path, typer.Option(help="Folder for metrics, predictions, plots, report.")],
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks: asr,ner,sa or all.")] = "all",
-    batch_size: Annotated[int, typer.Option(help="Clips encoded / decoded together.")] = 8,
+    batch_size: Annotated[
+        int, typer.Option(help="Clips encoded, and (clip, task) rows decoded, together.")
+    ] = DECODE_BATCH,
     cascade: Annotated[
         bool,
         typer.Option(

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from speechllm.config import DECODE_BATCH
 from speechllm.data import collate_frames
 from speechllm.manifest import Utterance
 from speechllm.model import SpeechLLM
@@ -19,7 +20,7 @@ def decode(
     model: SpeechLLM,
     frames: list[torch.Tensor],
     tasks: list[str],
-    batch_size: int = 8,
+    batch_size: int = DECODE_BATCH,
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Raw answers for (frames_i (T_i, C), task_i) pairs, batched; order preserved.
