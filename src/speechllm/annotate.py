@@ -31,7 +31,7 @@ the candidates are compared as wholes, by their summed token log-probabilities: 
 (`Neutral` = `Ne` + `utral` for SmolLM2 must not be judged by `Ne` alone), and after `[` every
 (tag, length) of the entity (`PLACE brussels]`, `ORG european commission]`, ...), each scored
 over the same words, so that the tag is chosen with its words in view. For the tasks in
-`calibrate` (`--calibrate`, default `sa`) each label's probability is divided by its
+`calibrate` (`--calibrate`, default none) each label's probability is divided by its
 probability for content-free texts (contextual calibration, `Annotator.label_prior`). Small models (135M, 270M) rarely copy a
 sentence faithfully on their own; the grammar leaves them only the choices that matter (where an
 entity starts and ends, which tag). `constrained=False` (`--free`) decodes freely, for comparison
@@ -99,8 +99,11 @@ CALIBRATION_VERSION = 2
 """Version of `Annotator.label_prior` (part of the cache key of calibrated answers). 2: the
 plain-style sentiment prior scores `Answer: Positive`, not `Answer:  Positive`."""
 
-CALIBRATED_TASKS: tuple[str, ...] = ("sa",)
-"""Tasks calibrated by default (`Annotator.calibrate`): sentiment only, as measured."""
+CALIBRATED_TASKS: tuple[str, ...] = ()
+"""Tasks calibrated by default (`Annotator.calibrate`): none. Measured (docs/annotation.md), it
+raised SmolLM2's and Qwen's sentiment macro F1 but lowered Gemma 3's, hurt SmolLM2's entity tags,
+and made SmolLM2 call "I loved this phone, it works perfectly" Neutral: an option to measure on
+one's own data, not a default."""
 
 CONTENT_FREE_TEXTS: tuple[str, ...] = ("N/A", "", "[MASK]")
 """Texts with no content, for `Annotator.label_prior` (the three of Zhao et al. 2021)."""
@@ -634,7 +637,8 @@ class Annotator:
     """Tasks whose labels are calibrated under the grammar: each whole label's probability is
     divided by its probability for content-free texts (`label_prior`; contextual calibration,
     Zhao et al. 2021, "Calibrate Before Use"), against a small model's bias to a few labels.
-    docs/annotation.md measures it: it helps sentiment, and hurt NER tags (hence the default)."""
+    docs/annotation.md measures it: it helped two models' sentiment and hurt the third's, and hurt
+    NER tags (hence none by default)."""
     _newline_ids: frozenset[int] = field(default=frozenset(), init=False, repr=False)
     _special_stop: frozenset[int] = field(default=frozenset(), init=False, repr=False)
     _pad_id: int = field(default=0, init=False, repr=False)

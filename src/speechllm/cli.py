@@ -486,7 +486,7 @@ def annotate(
             "corrected by its score for content-free texts): sa, ner, ner,sa or none. "
             "Measured in docs/annotation.md.",
         ),
-    ] = "sa",
+    ] = "none",
 ) -> None:
     """Label transcripts with an LLM: SLUE entity tags and 3-way sentiment; resumable.
 
