@@ -17,6 +17,7 @@ from speechllm.importers import (
     import_slue_voxceleb,
     import_slue_voxpopuli,
     import_vader,
+    vader_reserved_ids,
     vader_sentiment,
 )
 from speechllm.labels import SLUE_TAGS
@@ -318,8 +319,14 @@ def test_vader_bad_rows_are_reported(tmp_path: Path) -> None:
 
 
 def test_vader_shared_ratings(shared: Path) -> None:
-    """The real files import with the class balance the shared README states per corpus."""
-    utts = import_vader(shared / "data/vader-ratings")
+    """The real files import with the class balance the shared README states per corpus,
+    split by test-ids.tsv into disjoint training and reserved (evaluation) parts."""
+    train = import_vader(shared / "data/vader-ratings")
+    test = import_vader(shared / "data/vader-ratings", split="test")
+    assert not {u.id for u in train} & {u.id for u in test}
+    assert {u.id for u in test} == vader_reserved_ids(shared / "data/vader-ratings")
+    assert all(u.split == "test" for u in test) and all(u.split == "train" for u in train)
+    utts = train + test
     want = {
         "movie": (4575, 562, 4598),
         "amazon": (941, 765, 1514),

@@ -7,11 +7,13 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
+    GenerationConfig,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedTokenizerFast,
     WhisperConfig,
     WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
     WhisperModel,
 )
 
@@ -99,3 +101,40 @@ def save_tiny_models(root: Path) -> tuple[Path, Path]:
         tiny_llm(len(tok)).save_pretrained(ldir)
         tok.save_pretrained(ldir)
     return wdir, ldir
+
+
+def save_tiny_whisper_asr(out: Path) -> Path:
+    """A random Whisper with a decoder, speaking tests/tiny.py's tokenizer."""
+    if (out / "config.json").is_file():
+        return out
+    tok = tiny_tokenizer()
+    start, end = tok.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    config = WhisperConfig(
+        vocab_size=len(tok),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=start,
+        eos_token_id=end,
+        decoder_start_token_id=start,
+        num_mel_bins=80,
+        d_model=32,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_layers=1,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=1500,
+        max_target_positions=64,
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
+        init_std=0.3,  # random but lively: the decoder writes varied tokens
+    )
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=start, eos_token_id=end, pad_token_id=tok.pad_token_id
+    )
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(out)
+    return out

@@ -274,7 +274,7 @@ def run_cascade(
         for u, t in zip(utts, transcripts, strict=True)
     ]
     for task in ("ner", "sa"):
-        if task not in tasks:
+        if task not in tasks and "all" not in tasks:  # `all`: every output
             continue
         labelled = [
             i

@@ -141,7 +141,13 @@ def import_voxceleb_cmd(
 def import_vader_cmd(
     path: Path,
     out: Annotated[Path, typer.Option(help="Text-only manifest to write (JSONL).")],
-    split: Annotated[str, typer.Option(help="Split recorded on every line.")] = "train",
+    split: Annotated[
+        str,
+        typer.Option(
+            help="Split recorded on every line. Where test-ids.tsv lies beside the files, 'test' "
+            "keeps only the snippets it reserves for evaluation and any other split only the rest."
+        ),
+    ] = "train",
     limit: Annotated[int | None, typer.Option(help="Keep only the first N utterances.")] = None,
 ) -> None:
     """VADER human ratings (*_GroundTruth.txt file or folder) -> text-only sentiment manifest.
@@ -163,6 +169,26 @@ def import_vader_cmd(
         f"({', '.join(f'{k} {v}' for k, v in counts.items())}; "
         f"left out {len(skipped)} ratings between the classes)"
     )
+
+
+@data_app.command("text-corpus")
+def text_corpus(
+    out: Annotated[Path, typer.Option(help="Folder for the manifests.")] = Path("work/text"),
+    synthetic: Annotated[
+        bool, typer.Option(help="Fill labels a source lacks with spaCy / VADER (synthetic).")
+    ] = True,
+) -> None:
+    """Labelled text for `kind: text` training stages (SLUE fine-tune + unreserved VADER)."""
+    from speechllm.textset import build_text_corpus
+
+    try:
+        summary = build_text_corpus(out, synthetic=synthetic)
+    except SpeechLLMError as exc:
+        _fail(exc)
+    for name, info in summary.items():
+        if name.endswith(".jsonl"):
+            counts = f", sentiment {info['sentiment_counts']}" if "sentiment_counts" in info else ""
+            err.print(f"{out / name}: {info['rows']} rows{counts}")
 
 
 @import_app.command("librispeech")
@@ -254,7 +280,13 @@ def train(
 def infer(
     audio: list[Path],
     model: Annotated[Path, typer.Option(help="Run directory (or its model/ folder).")],
-    task: Annotated[str, typer.Option(help="asr, ner, sa or all.")] = "all",
+    task: Annotated[
+        str,
+        typer.Option(
+            help="asr, ner, sa, or all (transcript, entities and sentiment in one generation); "
+            "several separated by commas."
+        ),
+    ] = "all",
     batch_size: Annotated[
         int, typer.Option(help="(clip, task) rows decoded together.")
     ] = DECODE_BATCH,
@@ -264,11 +296,8 @@ def infer(
     from speechllm.errors import AudioError
     from speechllm.inference import decode, understand
     from speechllm.model import SpeechLLM
-    from speechllm.prompts import TASKS
 
-    tasks = list(TASKS) if task == "all" else [task]
-    if any(t not in TASKS for t in tasks):
-        _fail(ValueError(f"--task must be one of {[*TASKS, 'all']}, got {task!r}"))
+    tasks = _tasks(task)
     try:
         m = SpeechLLM.load(_model_dir(model))
     except SpeechLLMError as exc:
@@ -302,17 +331,18 @@ def infer(
 
 
 def _tasks(text: str) -> list[str]:
-    """`asr,ner,sa` (or `all`) -> task list in TASKS order; unknown names end the command."""
+    """`asr,ner,sa` or `all` -> task list in TASKS order; unknown names end the command.
+
+    `all` is the one-generation answer that carries transcript, entities and sentiment
+    together; `asr,ner,sa` asks the three separately (three generations)."""
     from speechllm.prompts import TASKS
 
     names = [t.strip() for t in text.split(",") if t.strip()]
-    if names == ["all"]:
-        return list(TASKS)
     unknown = [t for t in names if t not in TASKS]
     if unknown or not names:
         _fail(
             ValueError(
-                f"--tasks must be a comma-separated subset of {','.join(TASKS)} or all, got {text!r}"
+                f"--tasks must be a comma-separated subset of {','.join(TASKS)}, got {text!r}"
             )
         )
     return [t for t in TASKS if t in names]

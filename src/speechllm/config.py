@@ -94,13 +94,16 @@ class ModelConfig:
     """The adapter between them."""
     lora: LoraSettings = field(default_factory=LoraSettings)
     """LoRA on the LLM."""
-    speech_input: Literal["adapter", "ctc"] = "ctc"
+    speech_input: Literal["adapter", "ctc", "whisper"] = "ctc"
     """What the LLM reads for the speech. `adapter`: the adapter's output vectors, one per stacked
     frame (the paper's design). `ctc`: the adapter's CTC posteriors over the LLM vocabulary with
     blank frames dropped and repeats merged, each segment fed as the posterior-weighted mix of
     token embeddings (as LegoSLM does): speech arrives as near-text, about one position per token,
     which a frozen LLM reads from the first LM step and which shortens the LLM's input ~4x.
-    Needs `train.ctc_weight` > 0 and a CTC warm-up (`train.ctc_warmup_steps`)."""
+    Needs `train.ctc_weight` > 0 and a CTC warm-up (`train.ctc_warmup_steps`).
+    `whisper`: Whisper's own decoder (frozen, from the same checkpoint as the encoder) reads the
+    encoder frames; its SLUE-normalised transcript enters the LLM as the LLM's token embeddings
+    (`whisper_reader.py`). Nothing acoustic trains: LoRA learns the tasks, mostly from text."""
     ctc_vocab: Literal["train", "all"] = "train"
     """Tokens the CTC head scores: `train` = those in the training transcripts (several times
     cheaper on SmolLM2's 49k vocabulary; the list is saved with the model and widened, never
@@ -122,7 +125,9 @@ class DataConfig:
     """Training manifests (JSONL); relative paths resolve against the config file's folder."""
     eval: list[str] = field(default_factory=list)
     """Held-out manifests evaluated every `train.eval_every` steps."""
-    tasks: list[Literal["asr", "ner", "sa"]] = field(default_factory=lambda: ["asr", "ner", "sa"])
+    tasks: list[Literal["asr", "ner", "sa", "all"]] = field(
+        default_factory=lambda: ["asr", "ner", "sa"]
+    )
     """Tasks to train; an utterance yields a task's example only where it has that task's label."""
     task_weights: dict[str, float] = field(
         default_factory=lambda: {"asr": 1.0, "ner": 1.0, "sa": 1.0}
@@ -146,6 +151,40 @@ class ClassifierRegularizerConfig:
     """Weight of `cls_loss` (mean of the sentiment cross-entropy and the entity-tag BCE, each over
     the examples that have that label) added to the training loss; 0 = off. Needs
     `model.classifier_heads.enabled`. Counted on full steps, not on CTC-only warm-up steps."""
+
+
+@dataclass
+class TextNoiseConfig:
+    """How a transcript is corrupted when it stands in for speech (`kind: text` stages), so that
+    what the LLM learns from text transfers to the errors of the speech front end."""
+
+    substitute: float = 0.04
+    """Probability that a token is replaced by one of its nearest neighbours in the LLM's
+    embedding table (near tokens: the kind of confusion a recogniser makes)."""
+    delete: float = 0.02
+    """Probability that a token is dropped."""
+    insert: float = 0.02
+    """Probability that a near neighbour of a token is inserted after it."""
+    smear: float = 0.0
+    """Weight moved from each token's embedding to its nearest neighbours' (soft posteriors, as
+    the CTC route delivers); 0 for hard tokens (the `whisper` route)."""
+    neighbours: int = 8
+    """How many nearest tokens (cosine, in the embedding table) substitutions draw from."""
+
+
+@dataclass
+class SpecAugmentConfig:
+    """Masking of cached encoder frames in CTC-only (`acoustic`) steps, as SpecAugment masks
+    spectrograms (Park et al. 2019): time spans and feature channels set to zero."""
+
+    time_masks: int = 0
+    """Time spans masked per clip (0 = off)."""
+    time_width: float = 0.05
+    """Largest masked span as a fraction of the clip."""
+    feature_masks: int = 0
+    """Channel bands masked per clip (0 = off)."""
+    feature_width: int = 27
+    """Largest masked band, in channels."""
 
 
 @dataclass
@@ -208,6 +247,30 @@ class TrainConfig:
     have them) initialise this run (fine-tuning)."""
     feature_cache: str | None = None
     """Folder of cached encoder outputs; default `$SPEECHLLM_CACHE/features`."""
+    text_noise: TextNoiseConfig = field(default_factory=TextNoiseConfig)
+    """Corruption of transcripts that stand in for speech in `text` stages."""
+    spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    """Masking of cached frames in CTC-only steps (off by default)."""
+
+
+@dataclass
+class StageConfig:
+    """One stage of a staged recipe (`RunConfig.stages`): what trains, on what, for how long.
+
+    Each stage is a training run of its own in `<output_dir>/stages/<NN>-<name>`, resumable on its
+    own, initialised from the stage before (the first from `train.init_from`)."""
+
+    name: str = "stage"
+    """A short name, used in the stage's folder name and recorded in its model."""
+    kind: Literal["acoustic", "text", "joint"] = "joint"
+    """`acoustic`: adapter + CTC head only, on cached encoder frames, no LLM forward.
+    `text`: the LLM side (LoRA) learns the tasks from transcripts that stand in for the speech
+    (token embeddings, corrupted per `train.text_noise`): no audio, no encoder. `joint`:
+    end-to-end on audio (for `speech_input: whisper`, on Whisper's transcripts of the audio)."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the `train` section for this stage (e.g. `max_steps`, `lr`)."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the `data` section for this stage (e.g. `train` manifests, `tasks`)."""
 
 
 @dataclass
@@ -217,13 +280,61 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    stages: list[StageConfig] = field(default_factory=list)
+    """Stages run in order by `speechllm train` (empty: one run of kind `joint`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        return _build(cls, data, "")
+        config = _build(cls, data, "")
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Cross-field checks (ConfigError): what no single field can say wrong alone."""
+        tc, mc = self.train, self.model
+        if mc.speech_input == "ctc" and tc.ctc_weight <= 0:
+            raise ConfigError(
+                "model.speech_input 'ctc' feeds the LLM the CTC head's output: set "
+                "train.ctc_weight > 0"
+            )
+        weight = tc.classifier_regularizer.weight
+        if weight < 0:
+            raise ConfigError(f"train.classifier_regularizer.weight must be >= 0, got {weight}")
+        if weight > 0 and not mc.classifier_heads.enabled:
+            raise ConfigError(
+                "train.classifier_regularizer.weight > 0 trains the classifier heads, but the "
+                "model has none: set model.classifier_heads.enabled: true"
+            )
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"stages: names must differ, got {names}")
+        for i, stage in enumerate(self.stages):
+            if stage.kind == "acoustic" and mc.speech_input == "whisper":
+                raise ConfigError(
+                    f"stages[{i}] ({stage.name}): an acoustic stage trains the adapter's CTC "
+                    "head, which speech_input 'whisper' does not use"
+                )
+            self.for_stage(i)  # its overrides must build a valid config
+
+    def for_stage(self, index: int) -> RunConfig:
+        """The single-run config of stage `index`: this config with the stage's overrides,
+        without stages, writing to `<output_dir>/stages/<NN>-<name>`."""
+        stage = self.stages[index]
+        where = f"stages[{index}] ({stage.name})"
+        train = {**dataclasses.asdict(self.train), **stage.train}
+        data = {**dataclasses.asdict(self.data), **stage.data}
+        train["output_dir"] = str(
+            Path(self.train.output_dir) / "stages" / stage_folder(index, stage.name)
+        )
+        config = RunConfig(
+            model=self.model,
+            data=_build(DataConfig, data, f"{where}.data"),
+            train=_build(TrainConfig, train, f"{where}.train"),
+        )
+        return config
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -252,6 +363,10 @@ class RunConfig:
         config.data.train = [_resolve(base, p) for p in config.data.train]
         config.data.eval = [_resolve(base, p) for p in config.data.eval]
         config.train.output_dir = _resolve(base, config.train.output_dir)
+        for stage in config.stages:
+            for key in ("train", "eval"):
+                if key in stage.data:
+                    stage.data[key] = [_resolve(base, p) for p in stage.data[key]]
         return config
 
 
@@ -273,8 +388,13 @@ def _build(cls: type, data: Any, where: str) -> Any:
     for name, value in data.items():
         hint = hints[name]
         key = f"{where}.{name}" if where else name
+        item = typing.get_args(hint)[0] if typing.get_origin(hint) is list else None
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, key)
+        elif item is not None and dataclasses.is_dataclass(item):
+            if not isinstance(value, list):
+                raise ConfigError(f"{key}: expected a list, got {value!r}")
+            kwargs[name] = [_build(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
         else:
             _check_type(hint, value, key)
             kwargs[name] = value
@@ -319,3 +439,8 @@ def _check_type(hint: Any, value: Any, key: str) -> None:
         ok = isinstance(value, hint)
     if not ok:
         raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+
+
+def stage_folder(index: int, name: str) -> str:
+    """Folder name of stage `index` inside `<output_dir>/stages/`."""
+    return f"{index:02d}-{name}"

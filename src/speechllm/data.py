@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from speechllm.config import SpecAugmentConfig
 from speechllm.manifest import Utterance
 from speechllm.prompts import target_text
 
@@ -21,18 +22,27 @@ class Example:
 
 
 def examples_for(utts: list[Utterance], tasks: list[str]) -> dict[str, list[Example]]:
-    """Examples per task: `asr` needs a transcript, `ner` entity labels, `sa` a sentiment."""
+    """Examples per task: `asr` needs a transcript, `ner` entity labels, `sa` a sentiment and
+    `all` all three."""
     out: dict[str, list[Example]] = {t: [] for t in tasks}
     for u in utts:
         for task in tasks:
-            if task == "ner" and u.entities is None:
-                continue
-            if task == "sa" and u.sentiment is None:
-                continue
-            if task == "asr" and not u.text:
-                continue
-            out[task].append(Example(u, task, target_text(task, u.text, u.entities, u.sentiment)))
+            if has_labels(u, task):
+                out[task].append(
+                    Example(u, task, target_text(task, u.text, u.entities, u.sentiment))
+                )
     return {t: ex for t, ex in out.items() if ex}
+
+
+def has_labels(utt: Utterance, task: str) -> bool:
+    """Whether `utt` carries what `task`'s answer is made of (training) or scored against."""
+    if task == "asr":
+        return bool(utt.text)
+    if task == "ner":
+        return utt.entities is not None
+    if task == "sa":
+        return utt.sentiment is not None
+    return bool(utt.text) and utt.entities is not None and utt.sentiment is not None
 
 
 class TaskMixSampler:
@@ -94,3 +104,22 @@ def collate_frames(frames: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
     for i, f in enumerate(frames):
         out[i, : f.shape[0]] = f
     return out, lengths
+
+
+def spec_augment(
+    frames: torch.Tensor, lengths: torch.Tensor, config: SpecAugmentConfig
+) -> torch.Tensor:
+    """A copy of frames (B, T, C) with random time spans and channel bands of each clip zeroed
+    (SpecAugment's masks, on encoder frames rather than spectrograms); torch's global RNG."""
+    out = frames.clone()
+    channels = frames.shape[2]
+    for i, n in enumerate(lengths.tolist()):
+        for _ in range(config.time_masks):
+            width = int(torch.randint(0, max(1, int(config.time_width * n)) + 1, (1,)))
+            start = int(torch.randint(0, max(1, n - width + 1), (1,)))
+            out[i, start : start + width] = 0
+        for _ in range(config.feature_masks):
+            width = int(torch.randint(0, config.feature_width + 1, (1,)))
+            start = int(torch.randint(0, max(1, channels - width + 1), (1,)))
+            out[i, :, start : start + width] = 0
+    return out

@@ -24,10 +24,19 @@ HOP = 160  # samples per mel frame at 16 kHz (Whisper's feature extractor)
 class SpeechEncoder(nn.Module):
     """Frozen Whisper encoder: list of 16 kHz waveforms -> (B, T, C) frames at 50 Hz + lengths."""
 
-    def __init__(self, encoder: WhisperEncoder, feature_extractor: WhisperFeatureExtractor) -> None:
+    def __init__(
+        self,
+        encoder: WhisperEncoder,
+        feature_extractor: WhisperFeatureExtractor,
+        pad_to_window: bool = False,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.feature_extractor = feature_extractor
+        # Whisper's own decoder needs what it was trained on: every clip padded to the 30 s
+        # window (on real-length frames it loops, "he could wait no longer." x60). Only the
+        # `whisper` speech input asks for it; the adapter routes read real-length frames.
+        self.pad_to_window = pad_to_window
         self.encoder.requires_grad_(False)
         self.encoder.eval()
         self.max_frames = encoder.config.max_source_positions  # 1500 frames = 30 s
@@ -52,6 +61,10 @@ class SpeechEncoder(nn.Module):
     def mel(self, audio: np.ndarray) -> torch.Tensor:
         """16 kHz waveform (N,) -> log-mel (n_mels, N // 160), unpadded."""
         self.check(audio)
+        if self.pad_to_window:
+            return self.feature_extractor(
+                audio, sampling_rate=16000, return_tensors="pt"
+            ).input_features[0]
         n_frames = max(2, len(audio) // HOP)
         feats = self.feature_extractor(
             audio,

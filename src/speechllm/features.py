@@ -27,6 +27,8 @@ def default_cache_root() -> Path:
 def encoder_key(encoder: SpeechEncoder) -> str:
     """Identity of an encoder's function: its config plus a digest of its weights."""
     h = hashlib.sha256(encoder.encoder.config.to_json_string().encode())
+    if encoder.pad_to_window:  # other frames for the same weights (and old keys unchanged)
+        h.update(b"pad_to_window")
     for p in encoder.encoder.parameters():
         # Sampled digest (first values of each tensor): different checkpoints differ here.
         h.update(p.detach().flatten()[:64].float().numpy().tobytes())

@@ -374,6 +374,30 @@ out rows its annotators disagree on."""
 
 VADER_RATING_RANGE = (-4.0, 4.0)
 
+VADER_TEST_IDS = "test-ids.tsv"
+"""Beside the rating files: the snippets reserved for evaluation (columns `corpus`, `id`)."""
+
+
+def vader_reserved_ids(folder: str | os.PathLike[str]) -> set[str] | None:
+    """Utterance ids (`vader-<corpus>-<id>`) listed in `folder`/test-ids.tsv, or None if the
+    folder has no such file. Malformed lines raise one ManifestError listing each."""
+    path = Path(folder) / VADER_TEST_IDS
+    if not path.is_file():
+        return None
+    ids: set[str] = set()
+    problems: list[str] = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        fields = line.strip().split("\t")
+        if (lineno == 1 and fields == ["corpus", "id"]) or not line.strip():
+            continue
+        if len(fields) != 2 or not all(fields):
+            problems.append(f"{path}:{lineno}: expected 'corpus<TAB>id', got {line!r}")
+            continue
+        ids.add(f"vader-{VADER_CORPORA.get(fields[0], fields[0])}-{fields[1]}")
+    if problems:
+        raise problems_error(problems)
+    return ids
+
 
 def vader_sentiment(rating: float) -> str | None:
     """The sentiment class of a VADER mean rating, or None where the mapping leaves it out."""
@@ -403,8 +427,13 @@ def import_vader(
     the scraped snippets, `&amp;amp;` in the NYT file) decoded and whitespace collapsed; audio
     is None (speak it with `speechllm data synth`) and entities None. Malformed rows raise one ManifestError listing
     "file:line: what is wrong" for each.
+
+    Where the folder holds `test-ids.tsv` (../shared's does), `split="test"` returns only the
+    snippets it reserves for evaluation and any other split only the rest: training data built
+    by this importer never holds a reserved snippet.
     """
     base = Path(path)
+    reserved = vader_reserved_ids(base if base.is_dir() else base.parent)
     if base.is_dir():
         files = sorted(base.glob(f"*{VADER_SUFFIX}"))
         if not files:
@@ -458,6 +487,8 @@ def import_vader(
                 problems.append(f"{where}: empty text")
                 continue
             uid = f"vader-{corpus}-{rid}"
+            if reserved is not None and (uid in reserved) != (split == "test"):
+                continue  # the other side of the reserved split
             sentiment = vader_sentiment(rating)
             if sentiment is None:
                 if skipped is not None:

@@ -11,7 +11,7 @@ from speechllm.config import DECODE_BATCH
 from speechllm.data import collate_frames
 from speechllm.manifest import Utterance
 from speechllm.model import SpeechLLM
-from speechllm.prompts import parse_asr, parse_ner, parse_sentiment
+from speechllm.prompts import parse_all, parse_asr, parse_ner, parse_sentiment
 from speechllm.regularizer import predicted_sentiment, predicted_tags
 from speechllm.slue import ner_scores, sentiment_macro_f1, slue_score, wer
 
@@ -97,6 +97,16 @@ def tag_presence_f1(gold: list[set[str]], pred: list[set[str]]) -> float:
 def understand(answers: dict[str, str]) -> dict[str, Any]:
     """Parse raw answers per task into {transcript, entities, sentiment, parse_failures}."""
     result: dict[str, Any] = {"raw": answers, "parse_failures": []}
+    if "all" in answers:
+        # One generation carries all three; answers of separate tasks, if also asked, win below.
+        joint = parse_all(answers["all"])
+        result["transcript"] = joint.ner.text
+        result["entities"] = [list(e) for e in joint.ner.entities]
+        result["sentiment"] = joint.sentiment
+        # Failures are counted per output, as for the separate answers.
+        result["parse_failures"] += [
+            t for t, ok in (("ner", joint.ner.ok), ("sa", joint.sentiment is not None)) if not ok
+        ]
     if "ner" in answers:
         ner = parse_ner(answers["ner"])
         result["entities"] = [list(e) for e in ner.entities]
@@ -126,7 +136,7 @@ def evaluate(
         for task in tasks:
             if (task == "ner" and u.entities is None) or (task == "sa" and u.sentiment is None):
                 continue
-            jobs.append((i, task))
+            jobs.append((i, task))  # `all` runs on every clip: each part is scored where labelled
     raw = decode(model, [frames[i] for i, _ in jobs], [t for _, t in jobs], batch_size, progress)
     per_utt: dict[int, dict[str, str]] = {}
     for (i, task), answer in zip(jobs, raw, strict=True):
@@ -139,14 +149,14 @@ def evaluate(
     by_id = {p["id"]: p for p in preds}
     metrics: dict[str, Any] = {"n": len(preds)}
     asr = [
-        (u.text, by_id[u.id]["raw"]["asr"])
+        (u.text, by_id[u.id]["transcript"])
         for u in utts
-        if "asr" in by_id.get(u.id, {}).get("raw", {})
+        if u.text and "transcript" in by_id.get(u.id, {})
     ]
     if asr:
-        metrics["wer"] = wer([r for r, _ in asr], [parse_asr(h) for _, h in asr])
+        metrics["wer"] = wer([r for r, _ in asr], [h for _, h in asr])
     with_text = [i for i, u in enumerate(utts) if u.text]
-    if with_text:
+    if with_text and model.reader is None:  # the whisper route has no CTC reading of its own
         hyps = ctc_decode(model, [frames[i] for i in with_text], batch_size)
         metrics["ctc_wer"] = wer([utts[i].text for i in with_text], hyps)
     ner = [

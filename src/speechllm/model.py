@@ -30,12 +30,19 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from speechllm.adapter import build_adapter
-from speechllm.config import AdapterConfig, ClassifierHeadsConfig, LoraSettings, ModelConfig
+from speechllm.config import (
+    AdapterConfig,
+    ClassifierHeadsConfig,
+    LoraSettings,
+    ModelConfig,
+    TextNoiseConfig,
+)
 from speechllm.ctc import CTCHead
 from speechllm.encoder import SpeechEncoder
 from speechllm.errors import ModelSourceError
 from speechllm.prompts import INSTRUCTIONS, PROMPT_VERSION, TASKS
 from speechllm.regularizer import ClassifierHeads
+from speechllm.whisper_reader import WhisperReader
 
 SPEECH_PLACEHOLDER = "<|speech|>"
 SYSTEM_PROMPT = "You understand speech."
@@ -51,16 +58,18 @@ class Batch:
     answers: target texts (training) or None (generation); transcripts: plain transcripts for the
     CTC loss (None where unknown); sentiments: each utterance's sentiment class, entity_tags: the
     SLUE tags of its entities ([] = labelled, none), for the classifier loss (None where unknown,
-    whatever the example's task).
+    whatever the example's task). speech_texts: transcripts that stand in for the speech
+    (`kind: text` stages, and the `whisper` route's transcripts); frames are then None.
     """
 
-    frames: torch.Tensor
-    frame_lengths: torch.Tensor
+    frames: torch.Tensor | None
+    frame_lengths: torch.Tensor | None
     tasks: list[str]
     answers: list[str] | None = None
     transcripts: list[str | None] | None = None
     sentiments: list[str | None] | None = None
     entity_tags: list[list[str] | None] | None = None
+    speech_texts: list[str] | None = None
 
 
 class SpeechLLM(nn.Module):
@@ -72,10 +81,14 @@ class SpeechLLM(nn.Module):
         encoder: SpeechEncoder,
         llm: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
+        reader: WhisperReader | None = None,
     ) -> None:
         super().__init__()
+        if (config.speech_input == "whisper") != (reader is not None):
+            raise ValueError("a WhisperReader is given exactly when speech_input is 'whisper'")
         self.config = config
         self.encoder = encoder
+        self.reader = reader
         self.tokenizer = tokenizer
         llm.requires_grad_(False)
         embed = llm.get_input_embeddings().weight
@@ -93,6 +106,8 @@ class SpeechLLM(nn.Module):
         if config.lora.enabled:
             llm = _add_lora(llm, config.lora)
         self.llm = llm
+        self._neighbours: dict[int, torch.Tensor] = {}
+        self._unit_embed: torch.Tensor | None = None
         self._stop_id, self._templates = _prompt_templates(tokenizer)
         self._prompt_ids = {task: self._encode_prompt(task) for task in TASKS}
 
@@ -103,10 +118,23 @@ class SpeechLLM(nn.Module):
         """Load the pretrained encoder and LLM named in `config` and add a fresh adapter."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from speechllm.encoder import load_speech_encoder
+        from speechllm.encoder import SpeechEncoder, load_speech_encoder
         from speechllm.sources import resolve
+        from speechllm.whisper_reader import load_whisper_reader
 
-        encoder = load_speech_encoder(resolve(config.encoder))
+        reader = None
+        if config.speech_input == "whisper":
+            # One checkpoint load: the reader's model holds the encoder the SpeechEncoder runs.
+            reader = load_whisper_reader(config.encoder)
+            from transformers import WhisperFeatureExtractor
+
+            encoder = SpeechEncoder(
+                reader.whisper.get_encoder(),
+                WhisperFeatureExtractor.from_pretrained(resolve(config.encoder)),
+                pad_to_window=True,
+            )
+        else:
+            encoder = load_speech_encoder(resolve(config.encoder))
         llm_path = resolve(config.llm)
         try:
             llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
@@ -115,7 +143,7 @@ class SpeechLLM(nn.Module):
             raise ModelSourceError(
                 f"cannot load LLM {config.llm!r} from {llm_path}: {exc}"
             ) from exc
-        return cls(config, encoder, llm, tokenizer)
+        return cls(config, encoder, llm, tokenizer, reader)
 
     # ---------------------------------------------------------------- prompts
 
@@ -148,6 +176,76 @@ class SpeechLLM(nn.Module):
         if self.config.speech_input == "ctc":
             return self.ctc.soft_tokens(speech, lengths, self.llm.get_input_embeddings().weight)
         return speech, lengths
+
+    def speech_inputs(
+        self, frames: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder frames (B, T, C), lengths (B,) -> what the LLM reads (B, N, D), lengths (B,)."""
+        if self.reader is not None:
+            return self.text_speech(self.reader.read(frames, lengths))
+        return self.llm_speech(*self.speech_embeddings(frames, lengths))
+
+    def text_speech(
+        self, texts: list[str], noise: TextNoiseConfig | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transcripts (B,) standing in for speech -> token embeddings (B, N, D), lengths (B,).
+
+        With `noise` (training), tokens are substituted, deleted and inserted, and embeddings
+        smeared towards near tokens, drawn from torch's global RNG (checkpointed, so a resumed
+        run draws the same)."""
+        embed = self.llm.get_input_embeddings().weight
+        rows = []
+        for text in texts:
+            ids = self.transcript_ids(text) if text else []
+            vectors = self._noisy_embeddings(ids, noise) if noise else embed[ids]
+            rows.append(vectors)
+        lengths = torch.tensor([r.shape[0] for r in rows], dtype=torch.long)
+        out = embed.new_zeros(
+            len(rows), max(1, int(lengths.max()) if len(rows) else 0), embed.shape[1]
+        )
+        for i, r in enumerate(rows):
+            out[i, : r.shape[0]] = r
+        return out.to(embed.device), lengths.to(embed.device)
+
+    def _noisy_embeddings(self, ids: list[int], noise: TextNoiseConfig) -> torch.Tensor:
+        embed = self.llm.get_input_embeddings().weight.detach()
+        self._find_neighbours(ids, noise.neighbours)
+        out: list[torch.Tensor] = []
+        for t in ids:
+            u = torch.rand(3).tolist()
+            if u[0] < noise.delete:
+                continue
+            near = self.near_tokens(t, noise.neighbours)
+            if u[1] < noise.substitute:
+                t = int(near[torch.randint(len(near), (1,))])
+                near = self.near_tokens(t, noise.neighbours)
+            vec = embed[t]
+            if noise.smear > 0:
+                vec = (1 - noise.smear) * vec + noise.smear * embed[near[:3]].mean(0)
+            out.append(vec)
+            if u[2] < noise.insert:
+                out.append(embed[int(near[torch.randint(len(near), (1,))])])
+        return torch.stack(out) if out else embed.new_zeros(0, embed.shape[1])
+
+    @torch.no_grad()
+    def near_tokens(self, token: int, k: int) -> torch.Tensor:
+        """The `k` tokens nearest to `token` (cosine, input-embedding table), itself excluded."""
+        self._find_neighbours([token], k)
+        return self._neighbours[token][:k]
+
+    @torch.no_grad()
+    def _find_neighbours(self, tokens: list[int], k: int) -> None:
+        """Memoise the `k` nearest tokens of each of `tokens`: one matmul for all new ones."""
+        todo = sorted({t for t in tokens if len(self._neighbours.get(t, ())) < k})
+        if not todo:
+            return
+        if self._unit_embed is None:  # the table is frozen: normalise it once
+            embed = self.llm.get_input_embeddings().weight.detach().float()
+            self._unit_embed = nn.functional.normalize(embed, dim=-1)
+        sims = self._unit_embed[todo] @ self._unit_embed.T  # (len(todo), V)
+        sims[torch.arange(len(todo)), torch.tensor(todo)] = -2.0
+        for t, row in zip(todo, sims.topk(k, dim=-1).indices.cpu(), strict=True):
+            self._neighbours[t] = row
 
     @torch.no_grad()
     def ctc_transcripts(self, frames: torch.Tensor, lengths: torch.Tensor) -> list[str]:
@@ -194,7 +292,12 @@ class SpeechLLM(nn.Module):
         return inputs, mask, labels
 
     def forward(
-        self, batch: Batch, ctc_weight: float = 0.0, lm: bool = True, cls_weight: float = 0.0
+        self,
+        batch: Batch,
+        ctc_weight: float = 0.0,
+        lm: bool = True,
+        cls_weight: float = 0.0,
+        text_noise: TextNoiseConfig | None = None,
     ) -> dict[str, torch.Tensor]:
         """Training losses: {'loss', 'lm_loss' (if lm), 'ctc_loss' (if ctc_weight > 0),
         'cls_loss' (if cls_weight > 0 and some example has a sentiment or entity label)}.
@@ -209,6 +312,18 @@ class SpeechLLM(nn.Module):
                 "cls_weight > 0 needs classifier heads: build the model with "
                 "classifier_heads.enabled"
             )
+        if batch.speech_texts is not None:
+            # Text standing in for speech: the LLM side learns; nothing acoustic runs.
+            inputs, mask, labels = self._assemble(
+                *self.text_speech(batch.speech_texts, text_noise),
+                batch.tasks,
+                batch.answers,
+                left_pad=False,
+            )
+            lm_loss = self._lm_loss(inputs, mask, labels)
+            return {"lm_loss": lm_loss, "loss": lm_loss}
+        if batch.frames is None or batch.frame_lengths is None:
+            raise ValueError("a training batch needs frames or speech_texts")
         speech, lengths = self.speech_embeddings(batch.frames, batch.frame_lengths)
         if not lm:
             ctc = self.ctc_loss(speech, lengths, batch.transcripts or [])
@@ -218,17 +333,7 @@ class SpeechLLM(nn.Module):
         inputs, mask, labels = self._assemble(
             *self.llm_speech(speech, lengths), batch.tasks, batch.answers, left_pad=False
         )
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        # Run the decoder body, then the LM head only where a label is predicted: the head over a
-        # ~50k vocabulary at every prompt/speech position would cost ~20% of the step for nothing.
-        causal = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
-        hidden = causal.get_decoder()(
-            inputs_embeds=inputs, attention_mask=mask, position_ids=positions
-        ).last_hidden_state
-        targets = labels[:, 1:]
-        picked = hidden[:, :-1][targets != -100]  # N, D
-        logits = causal.get_output_embeddings()(picked).float()  # N, V
-        lm_loss = nn.functional.cross_entropy(logits, targets[targets != -100])
+        lm_loss = self._lm_loss(inputs, mask, labels)
         result = {"lm_loss": lm_loss, "loss": lm_loss}
         if ctc_weight > 0 and batch.transcripts is not None:
             ctc = self.ctc_loss(speech, lengths, batch.transcripts)
@@ -242,6 +347,22 @@ class SpeechLLM(nn.Module):
                 result["cls_loss"] = cls
                 result["loss"] = result["loss"] + cls_weight * cls
         return result
+
+    def _lm_loss(
+        self, inputs: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean cross-entropy of the answer tokens; inputs (B, L, D), mask and labels (B, L)."""
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # Run the decoder body, then the LM head only where a label is predicted: the head over a
+        # ~50k vocabulary at every prompt/speech position would cost ~20% of the step for nothing.
+        causal = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+        hidden = causal.get_decoder()(
+            inputs_embeds=inputs, attention_mask=mask, position_ids=positions
+        ).last_hidden_state
+        targets = labels[:, 1:]
+        picked = hidden[:, :-1][targets != -100]  # N, D
+        logits = causal.get_output_embeddings()(picked).float()  # N, V
+        return nn.functional.cross_entropy(logits, targets[targets != -100])
 
     def ctc_loss(
         self, speech: torch.Tensor, lengths: torch.Tensor, transcripts: list[str | None]
@@ -284,7 +405,17 @@ class SpeechLLM(nn.Module):
         max_new_tokens: int | None = None,
     ) -> list[str]:
         """Greedy answers for a batch (left-padded; identical to one-by-one decoding)."""
-        speech, lengths = self.llm_speech(*self.speech_embeddings(frames, frame_lengths))
+        return self.generate_from(*self.speech_inputs(frames, frame_lengths), tasks, max_new_tokens)
+
+    @torch.no_grad()
+    def generate_from(
+        self,
+        speech: torch.Tensor,
+        lengths: torch.Tensor,
+        tasks: list[str],
+        max_new_tokens: int | None = None,
+    ) -> list[str]:
+        """Greedy answers from what the LLM reads for the speech (B, N, D), lengths (B,)."""
         inputs, mask, _ = self._assemble(speech, lengths, tasks, None, left_pad=True)
         stop_ids = {self._stop_id}
         if self.tokenizer.eos_token_id is not None:

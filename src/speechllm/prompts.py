@@ -7,6 +7,14 @@ Answer formats (what the LLM writes after the prompt):
   Inline markup (rather than a separate entity list) makes the model transcribe and tag in one
   pass, as SLUE's E2E NER systems do, and keeps every phrase anchored in the transcript.
 - `sa`: one word, `Negative`, `Neutral` or `Positive`.
+- `all`: the three in one generation: the sentiment word, ` | `, then the `ner` answer, e.g.
+  `Neutral | the [ORG european commission] met in [PLACE brussels]`. Sentiment comes first
+  because the whole utterance is already in the prompt (the model reads it before answering), so
+  nothing is lost by judging first, and an answer cut short by the length limit keeps it.
+
+Instructions are short on purpose: every prompt token is paid on every training example and
+every generation, and a model trained on these prompts needs no explanation of the format
+(v1's instructions, which listed the tags, cost 25 to 61 tokens; these cost 3 to 8).
 
 Parsers never raise on malformed model output: they return what they can and say whether the
 answer was well formed, so callers can count failures.
@@ -19,20 +27,21 @@ from dataclasses import dataclass, field
 
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
 
-TASKS: tuple[str, ...] = ("asr", "ner", "sa")
+TASKS: tuple[str, ...] = ("asr", "ner", "sa", "all")
 
-# Version of the prompt texts below; bump when they change (checkpoints record it).
-PROMPT_VERSION = 1
+# Version of the prompt texts and answer formats below; bump when they change (saved models
+# record it, and loading a model trained on another version is refused).
+PROMPT_VERSION = 2
 
 INSTRUCTIONS: dict[str, str] = {
-    "asr": "Transcribe the speech.",
-    "ner": (
-        "Transcribe the speech and mark named entities inline as [TAG phrase], with TAG one of "
-        + ", ".join(SLUE_TAGS)
-        + "."
-    ),
-    "sa": "What is the sentiment of the speech? Answer Negative, Neutral or Positive.",
+    "asr": "Transcribe.",
+    "ner": "Transcribe with entities.",
+    "sa": "Sentiment?",
+    "all": "Sentiment, then transcribe with entities.",
 }
+
+ALL_SEPARATOR = " | "
+"""Between the sentiment word and the tagged transcript in an `all` answer."""
 
 # The phrase starts with a non-space: "[PLACE  ]" is malformed, not an entity with no words.
 _TAG_RE = re.compile(r"\[(" + "|".join(SLUE_TAGS) + r")\s+([^\[\]\s][^\[\]]*?)\s*\]")
@@ -86,10 +95,14 @@ def target_text(
         if entities is None:
             raise ValueError("ner target needs entity labels")
         return format_ner(text, entities)
+    if task in ("sa", "all") and sentiment not in SENTIMENTS:
+        raise ValueError(f"{task} target needs a sentiment in {SENTIMENTS}, got {sentiment!r}")
     if task == "sa":
-        if sentiment not in SENTIMENTS:
-            raise ValueError(f"sa target needs a sentiment in {SENTIMENTS}, got {sentiment!r}")
         return sentiment
+    if task == "all":
+        if entities is None:
+            raise ValueError("all target needs entity labels")
+        return f"{sentiment}{ALL_SEPARATOR}{format_ner(text, entities)}"
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
@@ -129,6 +142,29 @@ def parse_sentiment(answer: str) -> str | None:
     """The sentiment class named by an answer, or None if it names none (or several)."""
     found = {s for s in SENTIMENTS if re.search(rf"\b{s}\b", answer, flags=re.IGNORECASE)}
     return found.pop() if len(found) == 1 else None
+
+
+@dataclass
+class AllParse:
+    """A parsed `all` answer: the sentiment and the NER parse of the tagged transcript."""
+
+    sentiment: str | None
+    """The sentiment class, or None when the answer names none."""
+    ner: NerParse
+    """Transcript and entities."""
+
+    @property
+    def ok(self) -> bool:
+        return self.sentiment is not None and self.ner.ok
+
+
+def parse_all(answer: str) -> AllParse:
+    """Parse an `all` answer (`Sentiment | tagged transcript`). Never raises: without the
+    separator the whole answer is read as the tagged transcript and the sentiment is None."""
+    head, sep, tail = answer.partition(ALL_SEPARATOR.strip())
+    if not sep:
+        return AllParse(None, parse_ner(answer))
+    return AllParse(parse_sentiment(head), parse_ner(tail))
 
 
 def parse_asr(answer: str) -> str:

@@ -26,22 +26,26 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file, save_file
 
-from speechllm.config import RunConfig
-from speechllm.data import Example, TaskMixSampler, collate_frames, examples_for
-from speechllm.errors import CheckpointError, ConfigError
+from speechllm.config import RunConfig, SpecAugmentConfig
+from speechllm.data import Example, TaskMixSampler, collate_frames, examples_for, spec_augment
+from speechllm.errors import CheckpointError
 from speechllm.features import FeatureCache
 from speechllm.inference import evaluate
 from speechllm.manifest import Utterance, read_manifest
-from speechllm.model import Batch, SpeechLLM
+from speechllm.model import Batch, SpeechLLM, write_model_dir
 
 CHECKPOINTS = "checkpoints"
 
 
-def load_utterances(paths: list[str], max_seconds: float) -> list[Utterance]:
+def load_utterances(
+    paths: list[str], max_seconds: float, require_audio: bool = True
+) -> list[Utterance]:
     utts: list[Utterance] = []
     for p in paths:
         utts += [
-            u for u in read_manifest(p, require_audio=True) if (u.duration or 0) <= max_seconds
+            u
+            for u in read_manifest(p, require_audio=require_audio)
+            if (u.duration or 0) <= max_seconds
         ]
     return utts
 
@@ -140,9 +144,25 @@ def _checkpoint_error(ckpt: Path, exc: Exception) -> CheckpointError:
     )
 
 
-def make_batch(examples: list[Example], cache: FeatureCache) -> Batch:
-    frames, lengths = collate_frames([cache.get(e.utt.audio) for e in examples])
+def make_batch(
+    examples: list[Example],
+    cache: FeatureCache | None,
+    spec: SpecAugmentConfig | None = None,
+    transcripts: dict[str, str] | None = None,
+) -> Batch:
+    """A training batch: encoder frames from `cache` (masked per `spec` when given), or, without
+    a cache, transcripts standing in for the speech: `transcripts[audio]` (the `whisper` route's
+    readings) where given, else the utterance's own text (`kind: text` stages)."""
+    if cache is None:
+        frames = lengths = None
+        texts = [transcripts[e.utt.audio] if transcripts else e.utt.text for e in examples]
+    else:
+        frames, lengths = collate_frames([cache.get(e.utt.audio) for e in examples])
+        if spec is not None and (spec.time_masks or spec.feature_masks):
+            frames = spec_augment(frames, lengths, spec)
+        texts = None
     return Batch(
+        speech_texts=texts,
         frames=frames,
         frame_lengths=lengths,
         tasks=[e.task for e in examples],
@@ -158,21 +178,60 @@ def make_batch(examples: list[Example], cache: FeatureCache) -> Batch:
 
 
 def train(config: RunConfig, resume: bool = False, console: Console | None = None) -> Path:
-    """Train per `config`; returns the final model directory (`<output_dir>/model`)."""
+    """Train per `config`: its stages in order, or one `joint` run when it declares none.
+
+    Returns the final model directory (`<output_dir>/model`). Each stage is a run of its own in
+    `<output_dir>/stages/<NN>-<name>` initialised from the stage before; with `resume`, stages
+    already finished are skipped and the one in progress continues from its last checkpoint.
+    """
     console = console or Console(stderr=True)
+    config.validate()
+    if not config.stages:
+        return _run(config, "joint", None, resume, console)
+    previous = config.train.init_from
+    final = None
+    for i, stage in enumerate(config.stages):
+        run = config.for_stage(i)
+        if previous and "init_from" not in stage.train:
+            run.train.init_from = previous
+        done = Path(run.train.output_dir) / "model" / "train_summary.json"
+        if resume and done.is_file():
+            console.print(f"[bold]stage {i} ({stage.name})[/]: finished earlier, skipped")
+        else:
+            console.print(f"[bold]stage {i} ({stage.name}, {stage.kind})[/]")
+            _run(
+                run,
+                stage.kind,
+                {"index": i, "name": stage.name, "kind": stage.kind},
+                resume,
+                console,
+            )
+        final = Path(run.train.output_dir) / "model"
+        previous = str(final)
+    out = Path(config.train.output_dir) / "model"
+    if final is not None and Path(config.train.output_dir).is_dir():
+        tmp = out.with_name("model.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(final, tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+        (Path(config.train.output_dir) / "config.json").write_text(
+            json.dumps(config.to_dict(), indent=2) + "\n"
+        )
+    return out
+
+
+def _run(
+    config: RunConfig,
+    kind: str,
+    stage: dict[str, Any] | None,
+    resume: bool,
+    console: Console,
+) -> Path:
+    """One training run of `kind` (acoustic, text or joint); see `train`."""
     tc, dc = config.train, config.data
-    if config.model.speech_input == "ctc" and tc.ctc_weight <= 0:
-        raise ConfigError(
-            "model.speech_input 'ctc' feeds the LLM the CTC head's output: set train.ctc_weight > 0"
-        )
     cls_weight = tc.classifier_regularizer.weight
-    if cls_weight < 0:
-        raise ConfigError(f"train.classifier_regularizer.weight must be >= 0, got {cls_weight}")
-    if cls_weight > 0 and not config.model.classifier_heads.enabled:
-        raise ConfigError(
-            "train.classifier_regularizer.weight > 0 trains the classifier heads, but the model "
-            "has none: set model.classifier_heads.enabled: true"
-        )
+    whisper = config.model.speech_input == "whisper"
     accelerator = Accelerator(
         # Without a GPU, processes started by `accelerate launch --multi_gpu` (torchrun) then run
         # DDP over gloo on the CPU instead of falling back to independent single processes.
@@ -199,10 +258,10 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
             else tc.init_from,
             strict=False,
         )
-    train_utts = load_utterances(dc.train, dc.max_seconds)
+    train_utts = load_utterances(dc.train, dc.max_seconds, require_audio=kind != "text")
     eval_utts = load_utterances(dc.eval, dc.max_seconds)[: dc.max_eval_utterances]
     examples = examples_for(train_utts, dc.tasks)
-    if config.model.ctc_vocab == "train":
+    if config.model.ctc_vocab == "train" and not whisper:
         # Every rank reads the same manifests, so every rank builds the same vocabulary.
         known = model.ctc.vocab.tolist()
         seen = {t for u in train_utts if u.text for t in model.transcript_ids(u.text)}
@@ -214,7 +273,16 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         )
 
     cache = FeatureCache(model.encoder, tc.feature_cache)
-    _build_cache(cache, [u.audio for u in train_utts + eval_utts], accelerator, console)
+    audio = [u.audio for u in eval_utts] + ([u.audio for u in train_utts] if kind != "text" else [])
+    _build_cache(cache, audio, accelerator, console)
+    # What the batches read: frames (acoustic, and joint on the adapter routes), or text: the
+    # transcripts themselves (text), Whisper's readings of the audio (joint, whisper route).
+    batch_cache = cache if kind != "text" and not whisper else None
+    readings = (
+        _whisper_readings(model, cache, train_utts, out, console)
+        if kind == "joint" and whisper
+        else None
+    )
 
     params = [p for p in model.parameters() if p.requires_grad]
     lora = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
@@ -281,13 +349,22 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         bar = progress.add_task("train", total=tc.max_steps, completed=step, info="")
         while step < tc.max_steps:
             ddp_model.train()
-            lm = step >= tc.ctc_warmup_steps
+            lm = kind != "acoustic" and step >= tc.ctc_warmup_steps
             for micro in range(tc.grad_accum):
                 source = sampler if lm else warmup_sampler
-                batch = make_batch(source.batch(step * tc.grad_accum + micro), cache)
+                batch = make_batch(
+                    source.batch(step * tc.grad_accum + micro),
+                    batch_cache,
+                    None if lm else tc.spec_augment,
+                    readings,
+                )
                 with accelerator.accumulate(ddp_model), accelerator.autocast():
                     losses = ddp_model(
-                        batch, ctc_weight=tc.ctc_weight, lm=lm, cls_weight=cls_weight
+                        batch,
+                        ctc_weight=tc.ctc_weight,
+                        lm=lm,
+                        cls_weight=cls_weight,
+                        text_noise=tc.text_noise if kind == "text" else None,
                     )
                     accelerator.backward(losses["loss"])
                     if accelerator.sync_gradients:
@@ -315,7 +392,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
             if (tc.eval_every and step % tc.eval_every == 0) and eval_utts and not out_of_time:
                 # Before the LM loss has run the LLM has not learnt the answer formats: score
                 # only the CTC head's transcripts then (and save the slow decoding).
-                tasks = dc.tasks if step > tc.ctc_warmup_steps else []
+                tasks = dc.tasks if step > tc.ctc_warmup_steps and kind != "acoustic" else []
                 _evaluate(accelerator, model, eval_utts, cache, tasks, step, minutes, log, console)
             if (step % tc.save_every == 0 or step == tc.max_steps or out_of_time) and main:
                 save_checkpoint(
@@ -335,12 +412,22 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     minutes = (time.monotonic() - t0) / 60
     checksums = _rank_checksums(accelerator, model)
     final_metrics = (
-        _evaluate(accelerator, model, eval_utts, cache, dc.tasks, step, minutes, log, console)
+        _evaluate(
+            accelerator,
+            model,
+            eval_utts,
+            cache,
+            dc.tasks if kind != "acoustic" else [],
+            step,
+            minutes,
+            log,
+            console,
+        )
         if eval_utts
         else {}
     )
     if main:
-        model.save(out / "model")
+        write_model_dir(out / "model", model.trainable_state_dict(), model.config, {"stage": stage})
         (out / "model" / "train_summary.json").write_text(
             json.dumps(
                 {
@@ -348,6 +435,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
                     "minutes": round(minutes, 2),
                     "train_utterances": len(train_utts),
                     "processes": accelerator.num_processes,
+                    "stage": stage,
                     "rank_weight_checksums": checksums,
                     "eval": final_metrics,
                 },
@@ -357,6 +445,33 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         )
     accelerator.wait_for_everyone()
     return out / "model"
+
+
+def _whisper_readings(
+    model: SpeechLLM, cache: FeatureCache, utts: list[Utterance], out: Path, console: Console
+) -> dict[str, str]:
+    """Whisper's transcript of each training clip (the `whisper` route's input), decoded once
+    and kept in `<out>/whisper_readings.json` (keyed by audio path), so a resumed run reads them
+    back instead of decoding again."""
+    path = out / "whisper_readings.json"
+    readings: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+    todo = sorted({u.audio for u in utts} - set(readings))
+    assert model.reader is not None
+    with Progress(
+        TextColumn("[bold]whisper readings"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as p:
+        bar = p.add_task("read", total=len(todo))
+        for start in range(0, len(todo), 16):
+            chunk = todo[start : start + 16]
+            frames, lengths = collate_frames([cache.get(a) for a in chunk])
+            readings.update(zip(chunk, model.reader.read(frames, lengths), strict=True))
+            path.write_text(json.dumps(readings))
+            p.advance(bar, len(chunk))
+    return readings
 
 
 def _rank_checksums(accelerator: Accelerator, model: SpeechLLM) -> list[list[float]]:
