@@ -221,9 +221,7 @@ def test_text_speech_is_the_embedding_table_and_noise_corrupts_it(whisper_route)
         [TEXTS[0]], TextNoiseConfig(substitute=1.0, delete=0.0, insert=0.0)
     )
     assert torch.equal(swapped, again)  # drawn from the global RNG: a resumed run draws the same
-    _, n = model.text_speech(
-        [TEXTS[0]], TextNoiseConfig(substitute=0.0, delete=0.0, insert=1.0)
-    )
+    _, n = model.text_speech([TEXTS[0]], TextNoiseConfig(substitute=0.0, delete=0.0, insert=1.0))
     assert n.tolist() == [2 * len(ids)]
 
 
@@ -348,3 +346,35 @@ def test_resume_skips_finished_stages_and_continues_the_current_one(tmp_path, ti
     assert (resumed / "model.safetensors").read_bytes() == reference
     readings = json.loads((joint / "whisper_readings.json").read_text())
     assert len(readings) == len(TEXTS)
+
+
+def test_a_model_of_another_prompt_version_is_refused(whisper_route, tmp_path):
+    from speechllm.errors import ModelSourceError
+    from speechllm.model import CONFIG_FILE, read_model_config
+    from speechllm.prompts import PROMPT_VERSION
+
+    folder = whisper_route.save(tmp_path / "model")
+    assert read_model_config(folder).speech_input == "whisper"
+    meta = json.loads((folder / CONFIG_FILE).read_text())
+    meta["prompt_version"] = PROMPT_VERSION - 1
+    (folder / CONFIG_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelSourceError, match=f"prompt version {PROMPT_VERSION - 1}"):
+        read_model_config(folder)
+
+
+def test_decode_reads_each_clip_once_and_answers_as_generate(whisper_route, monkeypatch):
+    from speechllm.inference import decode
+
+    model = whisper_route
+    frames, _ = model.encoder([_noise(1.0, 0), _noise(2.0, 1)])
+    clips = [frames[0], frames[1]]
+    rows, tasks = [clips[0], clips[0], clips[1]], ["all", "sa", "asr"]
+    alone = [
+        model.generate(f[None], torch.tensor([f.shape[0]]), [t])[0]
+        for f, t in zip(rows, tasks, strict=True)
+    ]
+    reads = []
+    original = model.reader.read
+    monkeypatch.setattr(model.reader, "read", lambda x, n: reads.append(len(x)) or original(x, n))
+    assert decode(model, rows, tasks, batch_size=2) == alone
+    assert sum(reads) == 2  # two clips, three rows

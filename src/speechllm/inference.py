@@ -28,17 +28,37 @@ def decode(
     Items are sorted by length so each batch pads little; batched greedy decoding gives the same
     answers as one-by-one (left padding, masked attention, positions from the mask).
     """
+    readings = _whisper_readings(model, frames, batch_size) if model.reader is not None else None
     order = sorted(range(len(frames)), key=lambda i: frames[i].shape[0])
     answers: list[str] = [""] * len(frames)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        x, lengths = collate_frames([frames[i] for i in idx])
-        outs = model.generate(x, lengths, [tasks[i] for i in idx])
+        if readings is not None:
+            speech = model.text_speech([readings[id(frames[i])] for i in idx])
+            outs = model.generate_from(*speech, [tasks[i] for i in idx])
+        else:
+            x, lengths = collate_frames([frames[i] for i in idx])
+            outs = model.generate(x, lengths, [tasks[i] for i in idx])
         for i, out in zip(idx, outs, strict=True):
             answers[i] = out
         if progress:
             progress(len(idx))
     return answers
+
+
+def _whisper_readings(
+    model: SpeechLLM, frames: list[torch.Tensor], batch_size: int
+) -> dict[int, str]:
+    """Whisper's transcript of each distinct clip among `frames` (keyed by the tensor's id): a
+    clip asked for several tasks is read once, not once per task."""
+    assert model.reader is not None
+    unique = list({id(f): f for f in frames}.values())
+    out: dict[int, str] = {}
+    for start in range(0, len(unique), batch_size):
+        chunk = unique[start : start + batch_size]
+        x, lengths = collate_frames(chunk)
+        out.update(zip((id(f) for f in chunk), model.reader.read(x, lengths), strict=True))
+    return out
 
 
 def encode_files(

@@ -541,7 +541,17 @@ def read_model_config(directory: str | Path) -> ModelConfig:
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise ModelSourceError(f"{directory}: not a speechllm model directory (no {CONFIG_FILE})")
-    raw = json.loads(path.read_text())["model"]
+    meta = json.loads(path.read_text())
+    version = meta.get("prompt_version")
+    if version != PROMPT_VERSION:
+        # The prompts and answer formats a model was trained on are part of it: another version's
+        # model would answer a format this code does not ask for or parse.
+        raise ModelSourceError(
+            f"{directory}: this model was trained on prompt version {version} and this speechllm "
+            f"uses version {PROMPT_VERSION} (prompts.py); retrain it with `speechllm train`, or "
+            "use the speechllm release it was made with"
+        )
+    raw = meta["model"]
     raw["adapter"] = AdapterConfig(**raw["adapter"])
     raw["lora"] = LoraSettings(**raw["lora"])
     # Models saved before the heads existed have no such key: they get the default (no heads).

@@ -60,13 +60,22 @@ class WhisperReader(nn.Module):
                 f"Whisper's decoder reads whole {window}-frame windows; got frames {tuple(frames.shape)}"
                 " (encode with SpeechEncoder(pad_to_window=True))"
             )
-        out = self.whisper.generate(
-            encoder_outputs=BaseModelOutput(last_hidden_state=frames.to(self.whisper.dtype)),
-            do_sample=False,
-            num_beams=1,
-            max_length=self.whisper.config.max_target_positions,
-            **kwargs,
-        )
+        from transformers.utils import logging as hf_logging
+
+        # Whisper's generate logs notes meant for its own pipeline (the attention mask of the
+        # decoder prompt, its suppress-token settings) on every call: not the user's concern.
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            out = self.whisper.generate(
+                encoder_outputs=BaseModelOutput(last_hidden_state=frames.to(self.whisper.dtype)),
+                do_sample=False,
+                num_beams=1,
+                max_length=self.whisper.config.max_target_positions,
+                **kwargs,
+            )
+        finally:
+            hf_logging.set_verbosity(level)
         raw = self.tokenizer.batch_decode(out, skip_special_tokens=True)
         return [normalize_transcript(t.strip()) for t in raw]
 
