@@ -42,9 +42,15 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _model_dir(path: Path) -> Path:
-    """A run directory holds its final model in `model/`; accept either."""
-    return path / "model" if (path / "model" / "speechllm_config.json").is_file() else path
+def _model_dir(model: str | Path | None) -> Path:
+    """The model folder `--model` names (`shipped.resolve_model`); a bad name ends the command."""
+    from speechllm.shipped import resolve_model
+
+    try:
+        return resolve_model(model)
+    except SpeechLLMError as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
 
 
 # ------------------------------------------------------------------ models
@@ -52,10 +58,27 @@ def _model_dir(path: Path) -> Path:
 
 @models_app.command("list")
 def models_list() -> None:
-    """List packaged model names and whether each is fetched."""
+    """List the shipped speech models (for --model) and the packaged base models they use."""
+    import json
+
+    from speechllm.shipped import CONFIG_FILE, DEFAULT_MODEL, pretrained_dir, shipped_models
     from speechllm.sources import is_fetched, list_sources
 
-    table = Table("kind", "fetched", "packages", "description")
+    speech = Table(
+        "default", "speech input", "encoder", "llm", title="speech models (--model NAME)"
+    )
+    speech.columns.insert(0, Column("name", no_wrap=True))
+    for name in shipped_models():
+        saved = json.loads((pretrained_dir() / name / CONFIG_FILE).read_text())["model"]
+        speech.add_row(
+            name,
+            "yes" if name == DEFAULT_MODEL else "",
+            saved["speech_input"],
+            saved["encoder"],
+            saved["llm"],
+        )
+    Console().print(speech)
+    table = Table("kind", "fetched", "packages", "description", title="packaged base models")
     # Names are what users type: never wrap them.
     table.columns.insert(0, Column("name", no_wrap=True))
     for s in list_sources():
@@ -279,7 +302,13 @@ def train(
 @app.command()
 def infer(
     audio: list[Path],
-    model: Annotated[Path, typer.Option(help="Run directory (or its model/ folder).")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="A shipped model's name (`speechllm models list`; default: the shipped "
+            "default), a run directory or a model folder."
+        ),
+    ] = None,
     task: Annotated[
         str,
         typer.Option(
@@ -349,7 +378,7 @@ def _tasks(text: str) -> list[str]:
 
 
 def _cascade_answers(
-    model: Path, utts: list[Utterance], task_list: list[str], batch_size: int
+    model: str | None, utts: list[Utterance], task_list: list[str], batch_size: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]:
     """`evaluate --cascade`: (raw metrics, answers as `inference.understand` gives, sources)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -381,9 +410,15 @@ def _cascade_answers(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Run directory (or its model/ folder).")],
     manifest: Annotated[Path, typer.Option(help="Manifest with audio and labels (JSONL).")],
     out: Annotated[Path, typer.Option(help="Folder for metrics, predictions, plots, report.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="A shipped model's name (`speechllm models list`; default: the shipped "
+            "default), a run directory or a model folder."
+        ),
+    ] = None,
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks: asr,ner,sa or all.")] = "all",
     batch_size: Annotated[
         int, typer.Option(help="Clips encoded, and (clip, task) rows decoded, together.")
@@ -580,8 +615,14 @@ def annotate(
 
 @app.command()
 def export(
-    model: Annotated[Path, typer.Option(help="Run directory (or its model/ folder).")],
     out: Annotated[Path, typer.Option(help="New folder to write the exported model to.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="A shipped model's name (`speechllm models list`; default: the shipped "
+            "default), a run directory or a model folder."
+        ),
+    ] = None,
     merge: Annotated[
         bool,
         typer.Option(
@@ -605,7 +646,13 @@ def export(
 
 @app.command()
 def serve(
-    model: Annotated[Path, typer.Option(help="Run directory (or its model/ folder).")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="A shipped model's name (`speechllm models list`; default: the shipped "
+            "default), a run directory or a model folder."
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     max_upload_mb: Annotated[
