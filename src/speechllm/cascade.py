@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from num2words import num2words
 
 from speechllm.errors import ModelSourceError
 from speechllm.manifest import Utterance
@@ -110,75 +111,35 @@ class WhisperTranscriber:
 
 # ------------------------------------------------------------------------------ normalisation
 
-_ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"))
-_ORDINAL_WORDS = {
-    "one": "first",
-    "two": "second",
-    "three": "third",
-    "five": "fifth",
-    "eight": "eighth",
-    "nine": "ninth",
-    "twelve": "twelfth",
-}
+_BILLION = 10**9
+_TRILLION = 10**12
+
+
+def _spell(n: int, to: str) -> str:
+    """num2words' British English (`lang="en"`: "one hundred and twenty", "two thousand and
+    fourteen") in SLUE's form: no commas ("two thousand, one hundred"), no hyphens
+    ("twenty-one"). num2words goes on to "trillion"; SLUE-VoxPopuli's text has no such word, so
+    from 10**12 on the count stays in billions ("one thousand billion"), with the "and" that
+    num2words puts before a last part under a hundred."""
+    if n < 0:
+        raise ValueError(f"expected a non-negative integer, got {n}")
+    if n >= _TRILLION:
+        high, rest = divmod(n, _BILLION)
+        if rest == 0:
+            return number_words(high) + (" billion" if to == "cardinal" else " billionth")
+        return number_words(high) + " billion" + (" and " if rest < 100 else " ") + _spell(rest, to)
+    return num2words(n, lang="en", to=to).replace(",", "").replace("-", " ")
 
 
 def number_words(n: int) -> str:
     """A non-negative integer in words as SLUE-VoxPopuli writes it (British "and"):
     2014 -> "two thousand and fourteen", 250 -> "two hundred and fifty"."""
-    if n < 0:
-        raise ValueError(f"expected a non-negative integer, got {n}")
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
-    if n < 1000:
-        hundreds, rest = divmod(n, 100)
-        return _ONES[hundreds] + " hundred" + ("" if rest == 0 else " and " + number_words(rest))
-    for scale, name in _SCALES:
-        if n >= scale:
-            high, rest = divmod(n, scale)
-            words = number_words(high) + " " + name
-            if rest == 0:
-                return words
-            return words + (" and " if rest < 100 else " ") + number_words(rest)
-    raise AssertionError("unreachable")
+    return _spell(n, "cardinal")
 
 
 def ordinal_words(n: int) -> str:
     """21 -> "twenty first", 12 -> "twelfth", 100 -> "one hundredth"."""
-    words = number_words(n).split()
-    last = words[-1]
-    if last in _ORDINAL_WORDS:
-        words[-1] = _ORDINAL_WORDS[last]
-    elif last.endswith("y"):
-        words[-1] = last[:-1] + "ieth"
-    else:
-        words[-1] = last + "th"
-    return " ".join(words)
+    return _spell(n, "ordinal")
 
 
 _ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b")
@@ -201,7 +162,9 @@ def normalize_transcript(text: str) -> str:
     t = _ORDINAL.sub(lambda m: ordinal_words(int(m.group(1))), t)
     t = _DECIMAL.sub(
         lambda m: (
-            number_words(int(m.group(1))) + " point " + " ".join(_ONES[int(d)] for d in m.group(2))
+            number_words(int(m.group(1)))
+            + " point "
+            + " ".join(number_words(int(d)) for d in m.group(2))
         ),
         t,
     )

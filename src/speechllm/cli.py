@@ -503,7 +503,11 @@ def score(
 
     task_list = _tasks(tasks)
     try:
-        refs = read_manifest(reference)
+        # Scoring reads text and labels only: a text-only reference may leave out `audio` and
+        # `duration` (or hold nulls), as predictions may (`report.read_predictions`).
+        refs = read_manifest(
+            reference, defaults={"audio": None, "duration": None}, what="reference manifest"
+        )
         preds = report.read_predictions(predictions)
         metrics = report.compute_metrics(refs, preds, task_list)
         if out is not None:
