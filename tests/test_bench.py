@@ -23,6 +23,7 @@ from speechllm.errors import AudioError, ConfigError, ModelSourceError
 from speechllm.importers import import_slue_voxpopuli
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
 from speechllm.manifest import Utterance, read_manifest
+from tiny import require
 
 runner = CliRunner()
 
@@ -357,7 +358,7 @@ def test_agreement_uses_the_slue_scorers():
 
 
 def test_spacy_tags_a_known_sentence_with_slue_tags():
-    pytest.importorskip("spacy", reason="the labels extra is not installed")
+    require("spacy", "the labels extra of pyproject.toml")
     tagger = cheap_labels.SpacyTagger()
     (ents,) = tagger.tag(["the european commission met in brussels on monday"])
     assert ents == [("ORG", "european commission"), ("PLACE", "brussels"), ("WHEN", "monday")]
@@ -365,7 +366,7 @@ def test_spacy_tags_a_known_sentence_with_slue_tags():
 
 
 def test_vader_scores_clear_sentences():
-    pytest.importorskip("vaderSentiment", reason="the labels extra is not installed")
+    require("vaderSentiment", "the labels extra of pyproject.toml")
     scorer = cheap_labels.VaderScorer()
     assert scorer.sentiments(
         [
@@ -381,7 +382,7 @@ def test_vader_scores_clear_sentences():
 
 @pytest.mark.e2e
 def test_bench_build_end_to_end(shared, tmp_path):
-    pytest.importorskip("piper", reason="the tts extra is not installed")
+    require("piper", "the tts extra of pyproject.toml")
     out = tmp_path / "bench"
     args = ["bench", "build", "--out", str(out), "--ner", "3", "--sa", "3", "--seed", "2"]
     result = runner.invoke(cli.app, args)

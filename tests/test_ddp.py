@@ -1,11 +1,15 @@
 """Two CPU processes under `accelerate launch` (DDP over gloo) end with identical adapter weights."""
 
+import copy
 import json
 import subprocess
 import sys
 
+import torch
 import yaml
+from safetensors.torch import load_file
 
+from speechllm.train import train
 from test_train import tiny_run
 
 
@@ -42,5 +46,18 @@ def test_two_process_ddp_keeps_ranks_identical(tiny_dirs, tmp_path):
     assert summary["processes"] == 2
     first, second = summary["rank_weight_checksums"]
     assert first == second
-    # And training did move the weights (the checksum differs from a fresh adapter's).
     assert summary["steps"] == 4
+    # And training did move the weights: a zero-step run of the same config (same seed, same
+    # initialisation path) saves the weights both ranks started from.
+    start = copy.deepcopy(cfg)
+    start.train.max_steps = 0
+    start.train.output_dir = str(tmp_path / "start")
+    start.data.eval = []
+    initial = load_file(str(train(start) / "model.safetensors"))
+    trained = load_file(str(tmp_path / "run/model/model.safetensors"))
+    assert trained.keys() == initial.keys()
+    assert torch.equal(trained.pop("ctc.vocab"), initial.pop("ctc.vocab"))
+    unmoved = [k for k in initial if torch.equal(trained[k], initial[k])]
+    assert not unmoved, f"DDP training left these weights at their initial values: {unmoved}"
+    fresh = json.loads((tmp_path / "start/model/train_summary.json").read_text())
+    assert fresh["rank_weight_checksums"][0] != first

@@ -76,8 +76,10 @@ def run_config(tiny_dirs: tuple[Path, Path], root: Path, steps: int) -> RunConfi
 # e2e: every start of the CLI imports torch, transformers and accelerate again (~10 s of CPU
 # each, four starts), which is more than the fast suite can afford.
 @pytest.mark.e2e
-@pytest.mark.skipif(not SPEECHLLM.is_file(), reason="the speechllm script is not installed")
 def test_killed_and_resumed_cli_run_equals_an_uninterrupted_one(tiny_dirs, tmp_path):
+    assert SPEECHLLM.is_file(), (
+        f"{SPEECHLLM} is missing: `make venv` installs it (pip install -e .)"
+    )
     steps = 60
     cfg = run_config(tiny_dirs, tmp_path, steps)
     want_run = tmp_path / "want"

@@ -34,6 +34,7 @@ from speechllm.slue import (
     slue_score,
     wer,
 )
+from tiny import require
 
 TOL = 1e-9
 
@@ -45,7 +46,7 @@ RAW_TAGS = sorted(ONTONOTES_TO_SLUE)
 
 @pytest.fixture(scope="module")
 def toolkit():
-    pytest.importorskip("slue_evaluator")
+    require("slue_evaluator", "the dev extra of pyproject.toml")
     import slue_evaluator
     import slue_evaluator.eval as reader
     import slue_evaluator.slue_toolkit_eval_utils as utils

