@@ -299,6 +299,22 @@ def train(
     err.print(f"model saved to {path}")
 
 
+def _encode_pieces(m: Any, segments: list[Any], done: Any) -> list[Any]:
+    """Encoder frames (T_i, C) of each piece of a long recording, a few pieces per encoder call
+    (the encoder masks padding, so each piece gets the frames it gets alone)."""
+    import torch
+
+    out = []
+    for start in range(0, len(segments), 8):
+        chunk = segments[start : start + 8]
+        with torch.no_grad():
+            f, n = m.encoder([s.audio for s in chunk])
+        # clone: a piece's frames must not keep the whole batch tensor alive.
+        out.extend(f[k, : int(n[k])].clone() for k in range(len(chunk)))
+        done(len(chunk))
+    return out
+
+
 @app.command()
 def infer(
     audio: list[Path],
@@ -319,41 +335,94 @@ def infer(
     batch_size: Annotated[
         int, typer.Option(help="(clip, task) rows decoded together.")
     ] = DECODE_BATCH,
+    max_minutes: Annotated[
+        float,
+        typer.Option(help="Longest file accepted, in minutes (a longer one is an error)."),
+    ] = 60.0,
 ) -> None:
-    """Transcribe / tag / judge audio files; prints one JSON object per file (a JSON list)."""
-    from speechllm.audio import load_audio
+    """Transcribe / tag / judge audio files; prints one JSON object per file (a JSON list).
+
+    A file longer than 30 s (Whisper's window) is split at its pauses by a voice-activity
+    detector (`speechllm.longform.split_speech`); each piece is understood like a short clip and
+    the file's result joins them (`join_results`): one transcript, entities with the times of
+    their piece, the overall sentiment (majority by duration) and the `pieces` themselves.
+    """
+    from dataclasses import replace
+    from functools import partial
+
+    import numpy as np
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from speechllm.audio import SAMPLE_RATE, load_audio
     from speechllm.errors import AudioError
     from speechllm.inference import decode, understand
+    from speechllm.longform import join_results, split_speech
     from speechllm.model import SpeechLLM
 
     tasks = _tasks(task)
+    if max_minutes <= 0:
+        _fail(ValueError(f"--max-minutes must be positive, got {max_minutes}"))
     try:
         m = SpeechLLM.load(_model_dir(model))
     except SpeechLLMError as exc:
         _fail(exc)
     results: dict[int, dict] = {}
-    good: list[int] = []
     frames = []
-    for i, path in enumerate(audio):
-        try:
-            # 30 s: Whisper's window, checked before resampling (a tiny file claiming a 1 Hz
-            # rate would otherwise be resampled to gigabytes first).
-            wav = load_audio(path, max_seconds=30.0)
-            f, n = m.encoder([wav])
-            frames.append(f[0, : int(n[0])])
-            good.append(i)
-        except AudioError as exc:
-            # The encoder's own errors do not know the file: name it, as load_audio's do.
-            results[i] = {"audio": str(path), "error": f"{path}: {exc.reason}"}
-        except SpeechLLMError as exc:
-            results[i] = {"audio": str(path), "error": str(exc)}
-    jobs = [(i, t) for i in range(len(good)) for t in tasks]
-    answers = decode(m, [frames[i] for i, _ in jobs], [t for _, t in jobs], batch_size)
+    owner: list[int] = []  # the file of each entry of `frames`
+    pieces: dict[int, list] = {}  # file -> its pieces' times, for files split into pieces
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn())
+    # Shown only once some file is split (transient: nothing is left on stderr).
+    bar = Progress(*columns, console=err, transient=True)
+    encoded = None
+    try:
+        for i, path in enumerate(audio):
+            try:
+                # The length limit is checked before resampling (a tiny file claiming a 1 Hz
+                # rate would otherwise be resampled to gigabytes first).
+                wav = load_audio(path, max_seconds=max_minutes * 60)
+                if len(wav) <= 30 * SAMPLE_RATE:  # Whisper's window: read whole, as always
+                    f, n = m.encoder([wav])
+                    frames.append(f[0, : int(n[0])])
+                    owner.append(i)
+                    continue
+                segments = split_speech(wav, max_seconds=30.0)
+                if encoded is None:
+                    bar.start()
+                    encoded = bar.add_task("encode pieces", total=0)
+                bar.update(encoded, total=(bar.tasks[encoded].total or 0) + len(segments))
+                piece_frames = _encode_pieces(m, segments, partial(bar.advance, encoded))
+                frames += piece_frames
+                owner += [i] * len(piece_frames)
+                # Times only: the pieces' audio (views of the whole file) is not kept.
+                pieces[i] = [replace(s, audio=np.zeros(0, np.float32)) for s in segments]
+            except AudioError as exc:
+                # The encoder's own errors do not know the file: name it, as load_audio's do.
+                results[i] = {"audio": str(path), "error": f"{path}: {exc.reason}"}
+            except SpeechLLMError as exc:
+                results[i] = {"audio": str(path), "error": str(exc)}
+        jobs = [(k, t) for k in range(len(frames)) for t in tasks]
+        decoded = bar.add_task("decode", total=len(jobs)) if encoded is not None else None
+        answers = decode(
+            m,
+            [frames[k] for k, _ in jobs],
+            [t for _, t in jobs],
+            batch_size,
+            (lambda n: bar.advance(decoded, n)) if decoded is not None else None,
+        )
+    finally:
+        bar.stop()
     per: dict[int, dict[str, str]] = {}
-    for (i, t), a in zip(jobs, answers, strict=True):
-        per.setdefault(i, {})[t] = a
-    for j, i in enumerate(good):
-        results[i] = {"audio": str(audio[i]), **understand(per[j])}
+    for (k, t), a in zip(jobs, answers, strict=True):
+        per.setdefault(k, {})[t] = a
+    understood: dict[int, list[dict]] = {}
+    for k, i in enumerate(owner):
+        understood.setdefault(i, []).append(understand(per[k]))
+    for i in range(len(audio)):
+        if i in pieces:
+            joined = join_results(pieces[i], understood.get(i, []), tasks)
+            results[i] = {"audio": str(audio[i]), **joined}
+        elif i in understood:
+            results[i] = {"audio": str(audio[i]), **understood[i][0]}
     print(json.dumps([results[i] for i in range(len(audio))], indent=2))
     if any("error" in r for r in results.values()):
         raise typer.Exit(1)
