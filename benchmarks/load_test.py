@@ -1,10 +1,14 @@
-"""Load test of `speechllm serve`: latency, throughput and memory under concurrent clients.
+"""Load test of `speechllm serve`: latency, admission control, throughput and memory.
 
 Starts `speechllm serve --model <shipped model>` as a child process on a free loopback port,
-waits for /healthz, sends one warm-up request, then N POST /v1/understand requests (task `all`,
-a few piper clips in turn) from up to C concurrent clients, and reports errors, latency
-percentiles, throughput and the server's peak resident memory (VmHWM). The server is stopped
-whatever happens.
+waits for /healthz, sends one warm-up request (it also gives the server its first measured service
+time), then N POST /v1/understand requests (task `all`, a few piper clips in turn) from up to C
+concurrent clients. The server refuses with 429 + Retry-After what it estimates it cannot answer
+within its request timeout; a client that is refused waits Retry-After seconds before its next
+request (`--ignore-retry-after`: it sends the next at once). Reported: for accepted requests the
+latency percentiles and the errors among them (504, 5xx, transport errors), the count of 429s and
+how fast they came back, throughput, the server's service-time estimate and its peak resident
+memory (VmHWM). The server is stopped whatever happens.
 
     .venv/bin/python benchmarks/load_test.py [--quick] [--requests 200] [--concurrency 32]
 """
@@ -52,8 +56,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--request-timeout-s",
         type=float,
-        default=600.0,
-        help="server: a request's answer deadline (generous: a deep queue is what we measure)",
+        default=60.0,
+        help="server: a request's answer deadline; what cannot be answered by then is refused "
+        "(429) at once (the server's default)",
+    )
+    p.add_argument(
+        "--ignore-retry-after",
+        action="store_true",
+        help="a refused client sends its next request at once instead of waiting Retry-After",
+    )
+    p.add_argument(
+        "--max-retry-wait-s",
+        type=float,
+        default=120.0,
+        help="longest a refused client waits before its next request (caps Retry-After)",
     )
     p.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
     p.add_argument("--port", type=int, default=0, help="0 = a free port")
@@ -130,7 +146,8 @@ def start_server(args: argparse.Namespace, model: Path, port: int) -> subprocess
         str(args.batch_wait_ms),
         "--request-timeout-s",
         str(args.request_timeout_s),
-        # Every client may have a request waiting: the queue limit (429) is not under test.
+        # Every client may have a request waiting: the queue-length limit is not under test, the
+        # 429s come from the service-time estimate.
         "--max-queue",
         str(max(64, args.concurrency)),
     ]
@@ -169,19 +186,26 @@ async def wait_healthy(
     raise SystemExit(f"the server did not answer /healthz within {timeout_s:g} s")
 
 
-async def one_request(
-    client: httpx.AsyncClient, name: str, data: bytes, task: str
-) -> tuple[float, int | str, dict[str, Any] | None]:
-    """(latency s, HTTP status or exception name, JSON body when 200)."""
+Result = tuple[float, int | str, dict[str, Any] | None, float | None]
+"""(latency s, HTTP status or exception name, JSON body when 200, Retry-After s when given)."""
+
+
+async def one_request(client: httpx.AsyncClient, name: str, data: bytes, task: str) -> Result:
     start = time.perf_counter()
     try:
         r = await client.post(
             "/v1/understand", files={"audio": (name, data, "audio/wav")}, data={"task": task}
         )
     except httpx.HTTPError as exc:
-        return time.perf_counter() - start, type(exc).__name__, None
+        return time.perf_counter() - start, type(exc).__name__, None, None
     latency = time.perf_counter() - start
-    return latency, r.status_code, r.json() if r.status_code == 200 else None
+    retry_after = r.headers.get("retry-after")
+    return (
+        latency,
+        r.status_code,
+        r.json() if r.status_code == 200 else None,
+        float(retry_after) if retry_after and retry_after.isdigit() else None,
+    )
 
 
 async def watch_memory(pid: int, peaks: list[int], stop: asyncio.Event) -> None:
@@ -228,34 +252,49 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rss_loaded = proc_status_kib(proc.pid, "VmRSS")
             watcher = asyncio.create_task(watch_memory(proc.pid, peaks, stop))
             # The first request pays one-off costs (lazy imports, allocator growth): not timed.
-            warm_latency, warm_status, _ = await one_request(client, *payloads[0], args.task)
+            warm_latency, warm_status, _, _ = await one_request(client, *payloads[0], args.task)
             if warm_status != 200:
                 raise SystemExit(f"warm-up request failed: {warm_status}")
             log.print(f"warm-up request: {warm_latency:.2f} s; sending {args.requests} requests")
             gate = asyncio.Semaphore(args.concurrency)
 
-            async def client_call(i: int) -> tuple[float, int | str, dict[str, Any] | None]:
+            async def client_call(i: int) -> Result:
                 async with gate:
-                    return await one_request(client, *payloads[i % len(payloads)], args.task)
+                    result = await one_request(client, *payloads[i % len(payloads)], args.task)
+                    retry_after = result[3]
+                    if result[1] == 429 and retry_after and not args.ignore_retry_after:
+                        # A polite client: this slot sends nothing until Retry-After has passed.
+                        await asyncio.sleep(min(retry_after, args.max_retry_wait_s))
+                    return result
 
             start = time.perf_counter()
             results = await asyncio.gather(*(client_call(i) for i in range(args.requests)))
             wall = time.perf_counter() - start
             stop.set()
             await watcher
+            try:
+                health = (await client.get("/healthz", timeout=10.0)).json()
+            except (httpx.HTTPError, ValueError):
+                health = {}
     finally:
         stop.set()
         last = proc_status_kib(proc.pid, "VmHWM")
         peak_kib = max([*peaks, last or 0]) or None
         stop_server(proc)
 
-    latencies = [lat for lat, status, _ in results if status == 200]
+    # Accepted: every request the server did not refuse with 429; errors are those among them
+    # that got no answer (504, 5xx, a transport error) or any other status.
+    latencies = [lat for lat, status, _, _ in results if status == 200]
+    refused = [(lat, ra) for lat, status, _, ra in results if status == 429]
+    rejection_latencies = [lat for lat, _ in refused]
+    retry_afters = [ra for _, ra in refused if ra is not None]
     errors: dict[str, int] = {}
-    for _, status, _ in results:
-        if status != 200:
+    for _, status, _, _ in results:
+        if status not in (200, 429):
             errors[str(status)] = errors.get(str(status), 0) + 1
-    bodies = [b for _, _, b in results if b is not None]
-    audio_s = sum(durations[i % len(durations)] for i in range(args.requests))
+    bodies = [b for _, _, b, _ in results if b is not None]
+    answered = [i for i, (_, status, _, _) in enumerate(results) if status == 200]
+    audio_s = sum(durations[i % len(durations)] for i in answered)
     return {
         "benchmark": "load_test",
         "machine": machine(),
@@ -269,16 +308,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "server_threads": args.threads,
             "max_batch": args.max_batch,
             "batch_wait_ms": args.batch_wait_ms,
+            "request_timeout_s": args.request_timeout_s,
+            "honour_retry_after": not args.ignore_retry_after,
         },
+        "accepted": len(results) - len(refused),
+        "answered": len(latencies),
         "errors": sum(errors.values()),
         "errors_by_status": errors,
+        "refused_429": len(refused),
         "latency_p50_s": percentile(latencies, 50),
         "latency_p95_s": percentile(latencies, 95),
         "latency_max_s": max(latencies, default=float("nan")),
         "latency_mean_s": sum(latencies) / len(latencies) if latencies else float("nan"),
+        "rejection_latency_p50_s": percentile(rejection_latencies, 50),
+        "rejection_latency_p95_s": percentile(rejection_latencies, 95),
+        "rejection_latency_max_s": max(rejection_latencies, default=float("nan")),
+        "retry_after_p50_s": percentile(retry_afters, 50),
+        "retry_after_max_s": max(retry_afters, default=float("nan")),
         "server_generate_mean_s": _mean([b["timings"]["generate_s"] for b in bodies]),
+        "server_health_after": health,
         "wall_s": wall,
-        "throughput_req_per_s": args.requests / wall,
+        "throughput_req_per_s": len(latencies) / wall,
         "audio_s_per_wall_s": audio_s / wall,
         "startup_s": startup_s,
         "warmup_request_s": warm_latency,
@@ -292,6 +342,10 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def _pair(figures: dict[str, Any], a: str, b: str) -> str:
+    return f"{figures[a]:.0f} / {figures[b]:.0f}" if figures["refused_429"] else "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     figures = asyncio.run(run(args))
@@ -299,11 +353,21 @@ def main(argv: list[str] | None = None) -> int:
         f"load test: {figures['settings']['requests']} requests, task "
         f"{figures['settings']['task']}, {figures['settings']['concurrency']} concurrent clients",
         [
-            ("errors (must be 0)", figures["errors"]),
-            ("latency p50 (s)", figures["latency_p50_s"]),
-            ("latency p95 (s)", figures["latency_p95_s"]),
-            ("latency max (s)", figures["latency_max_s"]),
-            ("throughput (req/s)", figures["throughput_req_per_s"]),
+            ("accepted / answered (200)", f"{figures['accepted']} / {figures['answered']}"),
+            ("errors among accepted (must be 0)", figures["errors"]),
+            ("accepted latency p50 (s)", figures["latency_p50_s"]),
+            ("accepted latency p95 (s)", figures["latency_p95_s"]),
+            ("accepted latency max (s)", figures["latency_max_s"]),
+            ("refused (429)", figures["refused_429"]),
+            ("429 latency p50 (s)", figures["rejection_latency_p50_s"]),
+            ("429 latency p95 (s)", figures["rejection_latency_p95_s"]),
+            ("429 latency max (s)", figures["rejection_latency_max_s"]),
+            ("Retry-After p50 / max (s)", _pair(figures, "retry_after_p50_s", "retry_after_max_s")),
+            (
+                "server estimate after (s per request)",
+                figures["server_health_after"].get("service_seconds_per_request"),
+            ),
+            ("throughput, answered (req/s)", figures["throughput_req_per_s"]),
             ("audio seconds per wall second", figures["audio_s_per_wall_s"]),
             ("server peak RSS (MiB, VmHWM)", figures["peak_rss_mb"]),
             ("server RSS after model load (MiB)", figures["rss_after_load_mb"]),

@@ -1,4 +1,5 @@
-"""The HTTP server on a tiny model: answers, batching, limits and bad uploads (no uvicorn)."""
+"""The HTTP server on a tiny model: answers, batching, limits, admission control and bad
+uploads (no uvicorn)."""
 
 import io
 import threading
@@ -12,6 +13,7 @@ import torch
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+import speechllm.server
 from speechllm.audio import decode_audio_bytes
 from speechllm.cli import app as cli_app
 from speechllm.config import AdapterConfig, ModelConfig
@@ -19,7 +21,7 @@ from speechllm.errors import ConfigError
 from speechllm.inference import understand
 from speechllm.model import SpeechLLM
 from speechllm.prompts import TASKS
-from speechllm.server import ServerConfig, create_app
+from speechllm.server import ServerConfig, ServiceEstimate, create_app
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +79,19 @@ def test_healthz_and_openapi(model):
     with TestClient(create_app(model, name="tiny")) as client:
         health = client.get("/healthz")
         assert health.status_code == 200
-        assert health.json() == {"status": "ok", "model": "tiny"}
+        body = health.json()
         paths = client.get("/openapi.json").json()["paths"]
+    assert body == {
+        "status": "ok",
+        "model": "tiny",
+        "queue": 0,
+        "in_model": 0,
+        "service_seconds_per_row": ServerConfig().prior_seconds_per_row,
+        "service_seconds_per_request": ServerConfig().prior_seconds_per_row,
+        "measured_batches": 0,
+        "estimated_wait_s": pytest.approx(ServerConfig().prior_seconds_per_row, abs=0.02),
+        "refused": 0,
+    }
     assert "/healthz" in paths and "/v1/understand" in paths
     assert "post" in paths["/v1/understand"]
 
@@ -190,6 +203,7 @@ def test_no_queue_room_is_429(model):
     with TestClient(create_app(model, ServerConfig(max_queue=0))) as client:
         r = post(client, wav_bytes(tone()), "asr")
     assert r.status_code == 429 and "busy" in r.json()["detail"]
+    assert r.headers["Retry-After"] == "1"
 
 
 @pytest.fixture
@@ -230,12 +244,176 @@ def test_full_queue_is_429_while_the_model_is_busy(model, paused):
 
 def test_request_timeout_is_504(model, paused):
     started, release = paused
-    with TestClient(create_app(model, ServerConfig(request_timeout_s=0.5))) as client:
+    app = create_app(model, ServerConfig(request_timeout_s=0.5))
+    with TestClient(app) as client:
         r = post(client, wav_bytes(tone()), "asr")
         assert r.status_code == 504 and "0.5 s" in r.json()["detail"]
         assert started.is_set()  # it timed out in the model, not in the queue
         release.set()
+        # Once the model is free (a request arriving while the 0.5 s+ batch still runs would
+        # rightly be refused: it could not be answered within 0.5 s).
+        wait_until(lambda: app.state.batcher.in_model == 0)
         assert post(client, wav_bytes(tone()), "asr").status_code == 200
+
+
+def wait_until(condition, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+# ---------------------------------------------------------------------- admission control
+
+
+@pytest.fixture
+def slow(model, monkeypatch):
+    """Make model.generate sleep `slow[0]` seconds per row before answering."""
+    per_row = [0.1]
+    real = model.generate
+
+    def sleepy(x, lengths, tasks, *args, **kwargs):
+        time.sleep(per_row[0] * len(tasks))
+        return real(x, lengths, tasks, *args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", sleepy)
+    return per_row
+
+
+def timed_post(client, data, task="asr"):
+    t0 = time.perf_counter()
+    r = post(client, data, task)
+    return r, time.perf_counter() - t0
+
+
+def test_service_estimate_starts_at_the_prior_and_follows_measurements():
+    est = ServiceEstimate(prior_seconds_per_row=2.0, weight=0.5)
+    assert (est.seconds_per_row, est.seconds_per_request, est.batches) == (2.0, 2.0, 0)
+    est.observe(1.0, rows=4, requests=4)  # the first measurement replaces the prior
+    assert (est.seconds_per_row, est.batches) == (0.25, 1)
+    est.observe(2.0, rows=4, requests=2)
+    assert est.seconds_per_row == pytest.approx(0.375)
+    assert est.rows_per_request == pytest.approx(1.5)
+    assert est.seconds_per_request == pytest.approx(0.375 * 1.5)
+    for _ in range(30):  # the service got faster: the estimate follows
+        est.observe(0.3, rows=3, requests=3)
+    assert est.seconds_per_row == pytest.approx(0.1, rel=1e-3)
+    assert est.seconds_per_request == pytest.approx(0.1, rel=1e-3)
+
+
+def test_healthz_estimate_follows_the_measured_service_time(model, slow):
+    app = create_app(
+        model, ServerConfig(prior_seconds_per_row=5.0, estimate_weight=0.5, batch_wait_ms=0)
+    )
+    data = wav_bytes(tone())
+    with TestClient(app) as client:
+        health = client.get("/healthz").json()
+        assert health["measured_batches"] == 0 and health["service_seconds_per_row"] == 5.0
+        slow[0] = 0.1
+        for _ in range(3):
+            assert post(client, data, "asr").status_code == 200
+        health = client.get("/healthz").json()
+        assert health["measured_batches"] == 3
+        # 0.1 s of sleep per row plus the tiny model's own time.
+        assert 0.1 <= health["service_seconds_per_row"] < 0.3, health
+        assert health["service_seconds_per_request"] == health["service_seconds_per_row"]
+        idle_wait = health["estimated_wait_s"]
+        assert idle_wait == pytest.approx(health["service_seconds_per_row"], abs=0.02)
+        slow[0] = 0.4
+        for _ in range(4):
+            assert post(client, data, "asr").status_code == 200
+        health = client.get("/healthz").json()
+    assert health["measured_batches"] == 7
+    # Weight 0.5 over 4 batches: 15/16 of the way from ~0.1 to ~0.4.
+    assert 0.37 <= health["service_seconds_per_row"] < 0.6, health
+    assert health["queue"] == 0 and health["in_model"] == 0 and health["refused"] == 0
+
+
+def test_a_request_that_would_miss_its_timeout_is_429_at_once(model, paused, monkeypatch):
+    started, release = paused
+    # The prior says a row takes 10 s: with one request in the model, the next would be
+    # answered in about 20 s, past its 15 s timeout.
+    config = ServerConfig(
+        max_batch=1, batch_wait_ms=0, request_timeout_s=15, prior_seconds_per_row=10
+    )
+    app = create_app(model, config)
+    decoded = []
+    real_decode = speechllm.server.decode_audio_bytes
+    monkeypatch.setattr(
+        speechllm.server,
+        "decode_audio_bytes",
+        lambda *a, **k: decoded.append(1) or real_decode(*a, **k),
+    )
+    data = wav_bytes(tone())
+    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post, client, data, "asr")
+        assert started.wait(30)
+        health = client.get("/healthz").json()
+        assert health["in_model"] == 1 and health["queue"] == 0
+        assert 15 < health["estimated_wait_s"] <= 20, health
+        r, seconds = timed_post(client, data)
+        assert r.status_code == 429, r.text
+        assert "busy" in r.json()["detail"] and "15 s timeout" in r.json()["detail"]
+        assert 3 <= int(r.headers["Retry-After"]) <= 5  # ~20 s against 15 s: 5 s too late
+        assert seconds < 1.0
+        assert decoded == [1]  # refused before its audio was decoded
+        release.set()
+        assert first.result().status_code == 200
+        assert client.get("/healthz").json()["refused"] == 1
+
+
+def test_a_request_is_refused_when_it_would_make_an_earlier_one_late(model, paused):
+    started, release = paused
+    config = ServerConfig(
+        max_batch=2, batch_wait_ms=0, request_timeout_s=5, prior_seconds_per_row=1
+    )
+    app = create_app(model, config)
+    data = wav_bytes(tone())
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post, client, data, "asr")
+        assert started.wait(30)
+        # 1 s left of the batch in the model + 1 s for its own: due in 5 s, accepted.
+        second = pool.submit(post, client, data, "asr")
+        wait_until(lambda: app.state.batcher.queued == 1)
+        time.sleep(2.0)
+        # The batch in the model has run 2 s: a row takes 2 s, not 1. A third request would
+        # share the second's batch (2 rows: 4 s): in time for itself (due in 5 s), not for the
+        # second (due in 3 s).
+        r = post(client, data, "asr")
+        assert r.status_code == 429, r.text
+        assert int(r.headers["Retry-After"]) >= 1
+        release.set()
+        assert first.result().status_code == 200
+        assert second.result().status_code == 200, second.result().text
+        assert second.result().json()["timings"]["total_s"] < 5
+
+
+def test_a_burst_gets_fast_429s_and_the_accepted_requests_their_answers_in_time(model, slow):
+    slow[0] = 0.25  # a batch of 2 requests takes 0.5 s; 2.5 s serve about 10 requests
+    config = ServerConfig(max_batch=2, batch_wait_ms=0, request_timeout_s=2.5)
+    app = create_app(model, config)
+    data = wav_bytes(tone())
+    n = 16
+    with TestClient(app) as client:
+        # One request first: the estimate is measured (a 1-row batch: on the safe side).
+        assert post(client, data, "asr").status_code == 200
+        with ThreadPoolExecutor(n) as pool:
+            results = list(pool.map(lambda _: timed_post(client, data), range(n)))
+        health = client.get("/healthz").json()
+    statuses = [r.status_code for r, _ in results]
+    assert set(statuses) <= {200, 429}, [r.text for r, _ in results if r.status_code != 200]
+    accepted = [(r, s) for r, s in results if r.status_code == 200]
+    refused = [(r, s) for r, s in results if r.status_code == 429]
+    assert refused and len(accepted) >= 2, statuses
+    assert len(accepted) <= 10, statuses
+    for r, seconds in refused:
+        assert int(r.headers["Retry-After"]) >= 1
+        assert seconds < 1.0  # answered at once, not after queueing (~100 ms on an idle CPU)
+    for r, _ in accepted:  # no 504: every accepted request was answered within its timeout
+        assert r.json()["timings"]["total_s"] <= config.request_timeout_s
+    assert health["refused"] == len(refused)
+    assert health["measured_batches"] == len(app.state.batcher.batch_sizes)
+    assert sum(app.state.batcher.batch_sizes) == 1 + len(accepted)
 
 
 @pytest.mark.parametrize(
@@ -247,6 +425,9 @@ def test_request_timeout_is_504(model, paused):
         {"max_batch": 0},
         {"max_upload_mb": 0},
         {"request_timeout_s": 0},
+        {"prior_seconds_per_row": 0},
+        {"estimate_weight": 0},
+        {"estimate_weight": 1.5},
     ],
 )
 def test_bad_server_config_is_refused(kwargs):

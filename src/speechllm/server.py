@@ -7,6 +7,15 @@ first, encodes their audio in one encoder call and decodes every (request, task)
 `SpeechLLM.generate` call, run in a thread (torch is not async). Batched encoding and batched greedy
 decoding give each clip the answers it gets alone, so batching changes only the speed.
 
+Admission control keeps latency bounded: the server measures how long the model takes per row (one
+(request, task) answer) as an exponentially weighted average over its batches (`ServiceEstimate`,
+a prior until the first batch is measured). A request is refused at once with 429 and a
+`Retry-After` header when the estimate says it (or a request queued in the batch it would join)
+would not be answered within the request timeout: the time left of the batch in the model, plus
+the batches queued ahead of it, plus its own batch. It is checked before the upload is decoded and
+again when the request is queued. An idle server accepts every request. `GET /healthz` reports the
+estimate and the queue.
+
 `GET /` serves a small web page (static files in `speechllm/web/`, no build step) that uploads or
 records a clip and shows the answer, entities highlighted in the transcript.
 
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -77,7 +87,18 @@ class ServerConfig:
     """How long the worker waits for more requests after the first of a batch arrives, in ms."""
 
     request_timeout_s: float = 60.0
-    """Longest a request waits for its answer (queue + model) before it gets 504."""
+    """Longest a request waits for its answer (queue + model) before it gets 504. A request that
+    the service-time estimate says would wait longer is refused at once with 429."""
+
+    prior_seconds_per_row: float = 2.0
+    """Model seconds per row (one (request, task) answer) assumed until the first batch has been
+    measured (the order of the shipped 135M model on one CPU core); the first measurement replaces
+    it. Too low a prior lets a cold burst in that then times out (504); too high refuses more of
+    it (429) until the first batch is measured."""
+
+    estimate_weight: float = 0.3
+    """Weight of the newest batch in the running average of seconds per row (1 = only the last
+    batch counts)."""
 
     def __post_init__(self) -> None:
         if not self.max_upload_mb > 0:
@@ -95,6 +116,12 @@ class ServerConfig:
             raise ConfigError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
         if not self.request_timeout_s > 0:
             raise ConfigError(f"request_timeout_s must be positive, got {self.request_timeout_s}")
+        if not self.prior_seconds_per_row > 0:
+            raise ConfigError(
+                f"prior_seconds_per_row must be positive, got {self.prior_seconds_per_row}"
+            )
+        if not 0 < self.estimate_weight <= 1:
+            raise ConfigError(f"estimate_weight must be in (0, 1], got {self.estimate_weight}")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -126,13 +153,83 @@ class UnderstandResponse(BaseModel):
 class Health(BaseModel):
     status: str
     model: str
+    queue: int
+    """Requests waiting for the model (not counting those in it)."""
+    in_model: int
+    """Requests in the batch the model is computing now."""
+    service_seconds_per_row: float
+    """Estimated model seconds per row (one (request, task) answer: a request for task `all`
+    is one row per task)."""
+    service_seconds_per_request: float
+    """Estimated model seconds per request (per row x the average rows per request)."""
+    measured_batches: int
+    """Batches the estimate was measured on (0: it is still the prior)."""
+    estimated_wait_s: float
+    """Estimated seconds from now until a new one-row request would be answered."""
+    refused: int
+    """Requests refused with 429 since the server started (queue full or too slow to serve)."""
 
 
 # ---------------------------------------------------------------------- batching
 
 
-class QueueFullError(Exception):
+class BusyError(Exception):
+    """The server cannot take this request now; `retry_after_s` is when to try again."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(retry_after_s)
+        self.retry_after_s = retry_after_s
+
+
+class QueueFullError(BusyError):
     """The server's queue holds `max_queue` requests already."""
+
+
+class OverloadedError(BusyError):
+    """The estimate says the request (or one queued in its batch) would miss its deadline."""
+
+    def __init__(self, retry_after_s: int, answer_in_s: float, ahead: int) -> None:
+        super().__init__(retry_after_s)
+        self.answer_in_s = answer_in_s
+        self.ahead = ahead
+
+
+@dataclass
+class ServiceEstimate:
+    """Running estimate of the model's service time, measured on the batches it computes.
+
+    A batch's seconds are modelled as rows x `seconds_per_row`. Batched decoding costs less than
+    proportionally more per row, so an estimate made on small batches over-estimates large ones
+    (the safe side: more 429s, not 504s) and an estimate made under load, on full batches, fits
+    full batches.
+    """
+
+    prior_seconds_per_row: float
+    weight: float = 0.3
+    seconds_per_row: float = field(init=False)
+    rows_per_request: float = 1.0
+    batches: int = 0
+    """Batches measured so far (0: `seconds_per_row` is the prior)."""
+
+    def __post_init__(self) -> None:
+        self.seconds_per_row = self.prior_seconds_per_row
+
+    def observe(self, seconds: float, rows: int, requests: int) -> None:
+        """Fold one batch's measured model time into the average (the first replaces the prior)."""
+        if rows < 1 or requests < 1 or not seconds >= 0:
+            return
+        per_row, per_request = seconds / rows, rows / requests
+        if self.batches == 0:
+            self.seconds_per_row, self.rows_per_request = per_row, per_request
+        else:
+            w = self.weight
+            self.seconds_per_row = (1 - w) * self.seconds_per_row + w * per_row
+            self.rows_per_request = (1 - w) * self.rows_per_request + w * per_request
+        self.batches += 1
+
+    @property
+    def seconds_per_request(self) -> float:
+        return self.seconds_per_row * self.rows_per_request
 
 
 @dataclass
@@ -140,6 +237,8 @@ class _Job:
     audio: np.ndarray
     tasks: list[str]
     future: asyncio.Future[tuple[dict[str, str], float, float]]
+    deadline: float = math.inf
+    """time.perf_counter() by which the answer is due (arrival + request timeout)."""
 
 
 @dataclass
@@ -150,9 +249,17 @@ class Batcher:
     config: ServerConfig
     batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=10_000))
     """Requests per model call, for the latest 10,000 calls (for tests and monitoring)."""
+    estimate: ServiceEstimate = field(init=False)
+    refused: int = 0
+    """Requests refused with 429 (queue full or overloaded)."""
 
     def __post_init__(self) -> None:
+        self.estimate = ServiceEstimate(
+            self.config.prior_seconds_per_row, self.config.estimate_weight
+        )
         self._pending: deque[_Job] = deque()
+        # The batch in the model now: (rows, requests, perf_counter when it started).
+        self._running: tuple[int, int, float] | None = None
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         # One thread: the model runs one batch at a time, never two concurrently.
@@ -161,6 +268,71 @@ class Batcher:
     @property
     def queued(self) -> int:
         return len(self._pending)
+
+    @property
+    def in_model(self) -> int:
+        return self._running[1] if self._running else 0
+
+    def _live(self) -> list[_Job]:
+        """Queued jobs still waiting for an answer (not timed out or abandoned)."""
+        return [j for j in self._pending if not j.future.done()]
+
+    def _seconds_per_row(self, now: float) -> tuple[float, float]:
+        """(seconds per row to plan with, seconds left of the batch in the model).
+
+        A batch in the model that has run longer than estimated says the estimate is low: its
+        elapsed time per row is used instead, before it is measured."""
+        per_row = self.estimate.seconds_per_row
+        if self._running is None:
+            return per_row, 0.0
+        rows, _, started = self._running
+        elapsed = now - started
+        per_row = max(per_row, elapsed / rows)
+        return per_row, rows * per_row - elapsed
+
+    def answer_in(self, rows: int, now: float | None = None) -> float:
+        """Estimated seconds until a request of `rows` rows, queued now, would be answered."""
+        now = time.perf_counter() if now is None else now
+        done, _, _ = self._plan(rows, now)
+        return done - now
+
+    def _plan(self, rows: int, now: float) -> tuple[float, float, int]:
+        """(estimated perf_counter of the answer to a new request of `rows` rows, the earliest
+        deadline among the queued requests in the batch it would join, requests ahead of it).
+
+        The worker takes queued requests first in, first out, `max_batch` at a time, waiting up
+        to `batch_wait_ms` to fill each batch."""
+        per_row, left = self._seconds_per_row(now)
+        live = self._live()
+        mb = self.config.max_batch
+        wait = self.config.batch_wait_ms / 1000
+        t = now + left
+        start = len(live) - len(live) % mb  # where the new request's batch starts in the queue
+        for i in range(0, start, mb):
+            t += wait + per_row * sum(len(j.tasks) for j in live[i : i + mb])
+        group = live[start:]
+        t += wait + per_row * (rows + sum(len(j.tasks) for j in group))
+        earliest = min((j.deadline for j in group), default=math.inf)
+        return t, earliest, len(live) + self.in_model
+
+    def check(self, rows: int, deadline: float) -> None:
+        """Raise BusyError (after counting it) unless a request of `rows` rows due by `deadline`
+        (perf_counter) can be queued now: the queue has room and the estimate says it, and every
+        request queued in the batch it would join, would still be answered in time. An idle
+        server takes every request (refusing would not get it answered sooner)."""
+        now = time.perf_counter()
+        if len(self._pending) >= self.config.max_queue:
+            _, left = self._seconds_per_row(now)
+            self.refused += 1
+            # The queue shrinks when the batch in the model ends and the next one is taken.
+            raise QueueFullError(max(1, math.ceil(left)))
+        done, earliest, ahead = self._plan(rows, now)
+        if ahead == 0:
+            return
+        due = min(deadline, earliest)
+        if done > due:
+            self.refused += 1
+            raise OverloadedError(max(1, math.ceil(done - due)), done - now, ahead)
 
     def start(self) -> None:
         """Start the worker on the running loop (again, if the previous one ended or ran on
@@ -185,16 +357,17 @@ class Batcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def submit(
-        self, audio: np.ndarray, tasks: list[str]
+        self, audio: np.ndarray, tasks: list[str], deadline: float = math.inf
     ) -> asyncio.Future[tuple[dict[str, str], float, float]]:
-        """Queue one request; its future gives (answers per task, encode_s, generate_s).
+        """Queue one request due by `deadline` (perf_counter); its future gives (answers per
+        task, encode_s, generate_s).
 
-        Raises QueueFullError when `max_queue` requests wait already.
+        Raises QueueFullError when `max_queue` requests wait already, OverloadedError when the
+        estimate says it would not be answered in time (see `check`).
         """
         self.start()
-        if len(self._pending) >= self.config.max_queue:
-            raise QueueFullError
-        job = _Job(audio, tasks, asyncio.get_running_loop().create_future())
+        self.check(len(tasks), deadline)
+        job = _Job(audio, tasks, asyncio.get_running_loop().create_future(), deadline)
         self._pending.append(job)
         assert self._wakeup is not None
         self._wakeup.set()
@@ -223,6 +396,9 @@ class Batcher:
             if not batch:
                 continue
             self.batch_sizes.append(len(batch))
+            rows = sum(len(j.tasks) for j in batch)
+            started = time.perf_counter()
+            self._running = (rows, len(batch), started)
             try:
                 results = await loop.run_in_executor(
                     self._executor, _run_batch, self.model, [(j.audio, j.tasks) for j in batch]
@@ -232,6 +408,9 @@ class Batcher:
                     if not job.future.done():
                         job.future.set_exception(exc)
                 continue
+            finally:
+                self._running = None
+            self.estimate.observe(time.perf_counter() - started, rows, len(batch))
             for job, result in zip(batch, results, strict=True):
                 if not job.future.done():
                     job.future.set_result(result)
@@ -320,8 +499,20 @@ def create_app(
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
-        """Liveness: the server is up and has its model loaded."""
-        return Health(status="ok", model=model_name)
+        """Liveness (the server is up and has its model loaded), the queue and the service-time
+        estimate that admission control uses."""
+        est = batcher.estimate
+        return Health(
+            status="ok",
+            model=model_name,
+            queue=batcher.queued,
+            in_model=batcher.in_model,
+            service_seconds_per_row=est.seconds_per_row,
+            service_seconds_per_request=est.seconds_per_request,
+            measured_batches=est.batches,
+            estimated_wait_s=batcher.answer_in(1),
+            refused=batcher.refused,
+        )
 
     @app.post(
         "/v1/understand",
@@ -329,7 +520,10 @@ def create_app(
         responses={
             413: {"description": "Upload or audio too long"},
             422: {"description": "Not usable audio, or an unknown task"},
-            429: {"description": "Too many requests waiting"},
+            429: {
+                "description": "Too many requests waiting, or the estimated wait is longer than "
+                "the request timeout; the Retry-After header says when to try again (s)"
+            },
             504: {"description": "No answer within the request timeout"},
         },
     )
@@ -341,9 +535,15 @@ def create_app(
     ) -> dict[str, Any]:
         """Transcribe / tag entities / judge sentiment of one uploaded clip."""
         start = time.perf_counter()
+        deadline = start + config.request_timeout_s
+        tasks = list(TASKS) if task == "all" else [task]
         data = await audio.read(config.max_upload_bytes + 1)
         if len(data) > config.max_upload_bytes:
             raise HTTPException(status_code=413, detail=_too_large(config))
+        try:  # refuse what cannot be served in time before spending CPU on decoding it
+            batcher.check(len(tasks), deadline)
+        except BusyError as exc:
+            raise _busy(exc, config) from None
         filename = audio.filename or "upload"
         try:
             # max_seconds: refused before resampling, whatever sample rate the header claims.
@@ -366,15 +566,10 @@ def create_app(
                 f"{config.max_seconds:g} s",
             )
         decode_s = time.perf_counter() - start
-        tasks = list(TASKS) if task == "all" else [task]
         try:
-            future = batcher.submit(wav, tasks)
-        except QueueFullError:
-            raise HTTPException(
-                status_code=429,
-                detail=f"server busy: {config.max_queue} requests are waiting; retry later",
-                headers={"Retry-After": "1"},
-            ) from None
+            future = batcher.submit(wav, tasks, deadline)
+        except BusyError as exc:
+            raise _busy(exc, config) from None
         left = config.request_timeout_s - (time.perf_counter() - start)
         try:
             answers, encode_s, generate_s = await asyncio.wait_for(
@@ -401,6 +596,20 @@ def create_app(
         return result
 
     return app
+
+
+def _busy(exc: BusyError, config: ServerConfig) -> HTTPException:
+    """429 with Retry-After (whole seconds, from the estimate) for a request refused now."""
+    retry = exc.retry_after_s
+    if isinstance(exc, OverloadedError):
+        detail = (
+            f"server busy: an answer would take about {exc.answer_in_s:.1f} s "
+            f"({exc.ahead} requests ahead) and miss the {config.request_timeout_s:g} s "
+            f"timeout (this request's, or that of one queued before it); retry in {retry} s"
+        )
+    else:
+        detail = f"server busy: {config.max_queue} requests are waiting; retry in {retry} s"
+    return HTTPException(status_code=429, detail=detail, headers={"Retry-After": str(retry)})
 
 
 def _too_large(config: ServerConfig) -> str:
