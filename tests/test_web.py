@@ -485,15 +485,14 @@ def test_record_from_the_microphone(page: Any, tiny_url: str) -> None:
 
 # ---------------------------------------------------------------------- e2e: the shipped model
 
-SHIPPED = "smollm2-135m-whisper-tiny.en"
-# SLUE-style; the shipped model tags "european parliament" here at speaking rates 0.9-1.1.
+# SLUE-style; the shipped model tags "european parliament" here.
 SENTENCE = "mister president on monday the european parliament voted in strasbourg"
 
 
 @pytest.mark.e2e
 def test_shipped_model_through_the_page(page: Any, tmp_path: Path) -> None:
     from speechllm.audio import save_wav
-    from speechllm.demo import pretrained_dir
+    from speechllm.shipped import DEFAULT_MODEL, resolve_model
     from speechllm.tts import PiperVoice
 
     # Zero noise makes piper deterministic (its noise is not seeded), so the clip is the same
@@ -502,10 +501,11 @@ def test_shipped_model_through_the_page(page: Any, tmp_path: Path) -> None:
     clip = tmp_path / "sentence.wav"
     save_wav(clip, audio)
 
-    with serve_process(pretrained_dir() / SHIPPED, tmp_path / "serve.log") as url:
+    with serve_process(resolve_model(), tmp_path / "serve.log") as url:
         page.goto(url)
         page.wait_for_function(
-            "name => document.getElementById('health').textContent.includes(name)", arg=SHIPPED
+            "name => document.getElementById('health').textContent.includes(name)",
+            arg=DEFAULT_MODEL,
         )
         page.set_input_files("#file", str(clip))
         response = submit(page, timeout_ms=300_000)

@@ -237,14 +237,27 @@ def data_synth(
     out: Annotated[Path, typer.Option(help="Folder for wav/ and the spoken manifest.")],
     seed: Annotated[int, typer.Option(help="Seed of the per-utterance prosody variation.")] = 0,
     limit: Annotated[int | None, typer.Option(help="Speak only the first N utterances.")] = None,
+    voice: Annotated[
+        str,
+        typer.Option(
+            help="piper (the packaged joe voice), or flite voices for evaluation on unheard "
+            "voices, e.g. flite:kal16,flite:awb,flite:rms,flite:slt (utterances take them in turn)."
+        ),
+    ] = "piper",
 ) -> None:
-    """Speak a text-only manifest with piper TTS -> 16 kHz WAVs + `<out>/manifest.jsonl`."""
+    """Speak a text-only manifest -> 16 kHz WAVs + `<out>/manifest.jsonl`."""
     from speechllm.manifest import read_manifest, write_manifest
-    from speechllm.tts import synthesize_manifest
+    from speechllm.tts import make_voice, synthesize_manifest
 
     try:
         utts = read_manifest(manifest)[:limit]
-        spoken = synthesize_manifest(utts, out, seed=seed)
+        voices = [make_voice(v.strip()) for v in voice.split(",") if v.strip()]
+        spoken = list(utts)
+        for k, speaker in enumerate(voices):
+            mine = list(range(k, len(utts), len(voices)))
+            done = synthesize_manifest([utts[i] for i in mine], out, seed=seed, voice=speaker)
+            for i, u in zip(mine, done, strict=True):
+                spoken[i] = u
         write_manifest(out / "manifest.jsonl", spoken)
     except SpeechLLMError as exc:
         _fail(exc)
@@ -792,15 +805,15 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where data, features and the run go.")] = Path(
         "work/demo"
     ),
-    minutes: Annotated[
-        float | None, typer.Option(help="Training minutes (default: the demo config's).")
+    show: Annotated[
+        int | None, typer.Option(help="Clips shown side by side (default: the demo config's).")
     ] = None,
 ) -> None:
-    """The embedded default: fetch models, synthesize data, fine-tune, show held-out figures."""
+    """The shipped default on held-out and real clips, beside gold labels and the cascade."""
     from speechllm.demo import run_demo
 
     try:
-        run_demo(workdir, minutes=minutes)
+        run_demo(workdir, show=show)
     except SpeechLLMError as exc:
         _fail(exc)
 

