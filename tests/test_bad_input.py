@@ -33,7 +33,6 @@ from speechllm.config import AdapterConfig, ModelConfig
 from speechllm.errors import AudioTooLongError
 from speechllm.inference import understand
 from speechllm.model import SpeechLLM
-from speechllm.prompts import TASKS
 from speechllm.server import ServerConfig, create_app
 
 
@@ -102,6 +101,11 @@ BAD: dict[str, tuple[Callable[[], bytes], str]] = {
     "over-30s": (lambda: wav_bytes(tone(31.0)), "at most 30 s"),
     "10-Hz-header": (tiny_rate, "at most 30 s"),
 }
+# The CLI splits long recordings at pauses (longform.py) and refuses only what is over its
+# --max-minutes (60 by default): the 31 s tone is answered there, the file claiming 4,000 s not.
+CLI_BAD = {k: v for k, v in BAD.items() if k != "over-30s"} | {
+    "10-Hz-header": (tiny_rate, "at most 3600 s")
+}
 # name -> file contents: odd but usable audio, answered as the library answers it.
 ODD: dict[str, Callable[[], bytes]] = {
     "8kHz-mono": lambda: wav_bytes(tone(0.8, sr=8000), sr=8000),
@@ -129,9 +133,9 @@ def infer(model_dir: Path, *paths: Path, task: str = "asr"):
     return result
 
 
-@pytest.mark.parametrize("case", list(BAD))
+@pytest.mark.parametrize("case", list(CLI_BAD))
 def test_cli_names_the_bad_file_and_still_answers_the_good_one(model, model_dir, tmp_path, case):
-    make, reason = BAD[case]
+    make, reason = CLI_BAD[case]
     bad, good = tmp_path / f"{case}.wav", tmp_path / "good.wav"
     bad.write_bytes(make())
     good.write_bytes(wav_bytes(tone()))
@@ -216,7 +220,7 @@ def test_server_answers_silence(model):
     with TestClient(create_app(model, SERVER)) as client:
         r = post(client, data, "silence.wav", task="all")
     assert r.status_code == 200, r.text
-    assert r.json()["raw"] == expected(model, data, list(TASKS))["raw"]
+    assert r.json()["raw"] == expected(model, data, ["all"])["raw"]
 
 
 def test_a_burst_of_bad_uploads_leaves_the_good_ones_answered(model):

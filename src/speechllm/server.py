@@ -46,7 +46,6 @@ from pydantic import BaseModel
 from speechllm.audio import SAMPLE_RATE, decode_audio_bytes
 from speechllm.errors import AudioError, AudioTooLongError, ConfigError
 from speechllm.model import SpeechLLM
-from speechllm.prompts import TASKS
 
 WHISPER_MAX_SECONDS = 30.0
 """The encoder's window: longer clips cannot be encoded at all."""
@@ -530,13 +529,15 @@ def create_app(
     async def understand_audio(
         audio: UploadFile = File(description="An audio file (WAV, FLAC, OGG, ...), any rate."),
         task: Literal["asr", "ner", "sa", "all"] = Form(
-            "all", description="What to answer: asr, ner, sa, or all three."
+            "all",
+            description="What to answer: asr, ner, sa, or all (transcript, entities and "
+            "sentiment in one generation).",
         ),
     ) -> dict[str, Any]:
         """Transcribe / tag entities / judge sentiment of one uploaded clip."""
         start = time.perf_counter()
         deadline = start + config.request_timeout_s
-        tasks = list(TASKS) if task == "all" else [task]
+        tasks = [task]
         data = await audio.read(config.max_upload_bytes + 1)
         if len(data) > config.max_upload_bytes:
             raise HTTPException(status_code=413, detail=_too_large(config))

@@ -377,7 +377,8 @@ def _run(
             scheduler.step()
             step += 1
             minutes = (time.monotonic() - t0) / 60
-            if step % tc.log_every == 0 or step == tc.max_steps:
+            out_of_time = tc.max_minutes is not None and minutes >= tc.max_minutes
+            if step % tc.log_every == 0 or step == tc.max_steps or out_of_time:
                 record = {
                     "step": step,
                     "minutes": round(minutes, 3),
@@ -388,8 +389,9 @@ def _run(
                 progress.update(bar, info=f"loss {record.get('loss', 0):.3f}")
                 running, counts = {}, {}
             progress.update(bar, completed=step)
-            out_of_time = tc.max_minutes is not None and minutes >= tc.max_minutes
-            if (tc.eval_every and step % tc.eval_every == 0) and eval_utts and not out_of_time:
+            # The last step is evaluated once, after the loop.
+            last = step == tc.max_steps or out_of_time
+            if (tc.eval_every and step % tc.eval_every == 0) and eval_utts and not last:
                 # Before the LM loss has run the LLM has not learnt the answer formats: score
                 # only the CTC head's transcripts then (and save the slow decoding).
                 tasks = dc.tasks if step > tc.ctc_warmup_steps and kind != "acoustic" else []
