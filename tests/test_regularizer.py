@@ -175,6 +175,7 @@ def test_bad_head_settings_are_clear_errors():
 
 def test_evaluate_reports_the_heads_sentiment_f1(tiny_dirs):
     from speechllm.inference import evaluate
+    from speechllm.report import score_answers
 
     w, lm = tiny_dirs
     cfg = ModelConfig(
@@ -192,7 +193,8 @@ def test_evaluate_reports_the_heads_sentiment_f1(tiny_dirs):
         Utterance("b", None, 0.7, "met", [], None),
         Utterance("c", None, 0.9, "in", None, "Negative"),
     ]
-    metrics, _ = evaluate(m, utts, per_clip, ["sa"])
+    diagnostics, answers = evaluate(m, utts, per_clip, ["sa"])
+    metrics, _ = score_answers(utts, answers, diagnostics, ["sa"])
     assert {"sa_macro_f1", "cls_sa_macro_f1", "cls_tag_f1"} <= metrics.keys()
     assert 0.0 <= metrics["cls_sa_macro_f1"] <= 100.0
     plain = make_model(tiny_dirs)

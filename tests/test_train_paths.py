@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from rich.console import Console
 from safetensors.torch import load_file
@@ -138,3 +139,40 @@ def test_batched_decoding_equals_one_by_one_with_lora(tiny_dirs):
     assert any(batched)  # random weights still emit tokens
     with m.llm.disable_adapter():
         assert decode(m, clips, tasks, batch_size=1) != batched  # LoRA changed the answers
+
+
+def test_training_evaluation_and_cli_evaluate_give_the_same_figures(tiny_dirs, tmp_path):
+    """One scorer: the held-out figures training logs are those `speechllm evaluate` prints for
+    the same manifest and weights."""
+    from typer.testing import CliRunner
+
+    from speechllm.cli import app
+    from speechllm.manifest import read_manifest, write_manifest
+
+    config = tiny_run(tiny_dirs, tmp_path, steps=2)
+    held_out = tmp_path / "held-out.jsonl"
+    write_manifest(held_out, read_manifest(config.data.eval[0], require_audio=True)[:4])
+    config.data.eval = [str(held_out)]
+    train(config)
+    run = Path(config.train.output_dir)
+    logged = [r for r in read_log(run) if r.get("eval")][-1]
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(run),
+            "--manifest",
+            str(held_out),
+            "--out",
+            str(tmp_path / "ev"),
+            "--tasks",
+            "asr,ner,sa",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    keys = [k for k in ("wer", "ner_f1", "ner_label_f1", "sa_macro_f1", "ctc_wer") if k in printed]
+    assert {"wer", "ctc_wer"} <= set(keys)
+    for key in keys:
+        assert logged[key] == pytest.approx(printed[key], abs=1e-3), key

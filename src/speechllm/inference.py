@@ -13,7 +13,7 @@ from speechllm.manifest import Utterance
 from speechllm.model import SpeechLLM
 from speechllm.prompts import parse_all, parse_asr, parse_ner, parse_sentiment
 from speechllm.regularizer import predicted_sentiment, predicted_tags
-from speechllm.slue import ner_scores, sentiment_macro_f1, slue_score, wer
+from speechllm.slue import sentiment_macro_f1, wer
 
 
 def decode(
@@ -150,64 +150,36 @@ def evaluate(
     batch_size: int = 8,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Decode each utterance for each task it has labels for; return (metrics, predictions)."""
+    """Decode each utterance for each task it has labels for (`all`: every utterance).
+
+    Returns (diagnostics, answers): the figures only a model gives (the CTC head's own WER, the
+    classifier heads' `cls_*` scores), and one `understand` dict per decoded utterance with its
+    `id`. The SLUE scores of the answers come from `report.score_answers`, the one scorer of
+    training, `evaluate`, `experiment`, `score` and the demo.
+    """
     jobs: list[tuple[int, str]] = []
     for i, u in enumerate(utts):
         for task in tasks:
             if (task == "ner" and u.entities is None) or (task == "sa" and u.sentiment is None):
                 continue
-            jobs.append((i, task))  # `all` runs on every clip: each part is scored where labelled
+            jobs.append((i, task))
     raw = decode(model, [frames[i] for i, _ in jobs], [t for _, t in jobs], batch_size, progress)
     per_utt: dict[int, dict[str, str]] = {}
     for (i, task), answer in zip(jobs, raw, strict=True):
         per_utt.setdefault(i, {})[task] = answer
-    preds = []
-    for i, answers in sorted(per_utt.items()):
-        p = understand(answers)
+    answers = []
+    for i, texts in sorted(per_utt.items()):
+        p = understand(texts)
         p["id"] = utts[i].id
-        preds.append(p)
-    by_id = {p["id"]: p for p in preds}
-    metrics: dict[str, Any] = {"n": len(preds)}
-    asr = [
-        (u.text, by_id[u.id]["transcript"])
-        for u in utts
-        if u.text and "transcript" in by_id.get(u.id, {})
-    ]
-    if asr:
-        metrics["wer"] = wer([r for r, _ in asr], [h for _, h in asr])
+        answers.append(p)
+    diagnostics: dict[str, Any] = {}
     with_text = [i for i, u in enumerate(utts) if u.text]
     if with_text and model.reader is None:  # the whisper route has no CTC reading of its own
         hyps = ctc_decode(model, [frames[i] for i in with_text], batch_size)
-        metrics["ctc_wer"] = wer([utts[i].text for i in with_text], hyps)
-    ner = [
-        (u.entities, by_id[u.id])
-        for u in utts
-        if u.entities is not None and "entities" in by_id.get(u.id, {})
-    ]
-    if ner:
-        scores = ner_scores(
-            [g for g, _ in ner], [[tuple(e) for e in p["entities"]] for _, p in ner]
-        )
-        metrics["ner_f1"] = scores["f1"]
-        metrics["ner_label_f1"] = scores["label_f1"]
-        metrics["ner_parse_failures"] = sum("ner" in p["parse_failures"] for _, p in ner)
-    sa = [
-        (u.sentiment, by_id[u.id])
-        for u in utts
-        if u.sentiment is not None and "sentiment" in by_id.get(u.id, {})
-    ]
-    if sa:
-        metrics["sa_macro_f1"] = sentiment_macro_f1(
-            [g for g, _ in sa], [p["sentiment"] for _, p in sa]
-        )
-        metrics["sa_parse_failures"] = sum("sa" in p["parse_failures"] for _, p in sa)
+        diagnostics["ctc_wer"] = wer([utts[i].text for i in with_text], hyps)
     if model.classifier is not None:
-        metrics.update(_classifier_metrics(model, utts, frames, batch_size))
-    if {"wer", "ner_f1", "sa_macro_f1"} <= metrics.keys():
-        metrics["slue_score"] = slue_score(
-            metrics["wer"], metrics["ner_f1"], metrics["sa_macro_f1"]
-        )
-    return metrics, preds
+        diagnostics.update(_classifier_metrics(model, utts, frames, batch_size))
+    return diagnostics, answers
 
 
 def _classifier_metrics(

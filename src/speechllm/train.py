@@ -33,6 +33,7 @@ from speechllm.features import FeatureCache
 from speechllm.inference import evaluate
 from speechllm.manifest import Utterance, read_manifest
 from speechllm.model import Batch, SpeechLLM, write_model_dir
+from speechllm.report import score_answers
 
 CHECKPOINTS = "checkpoints"
 
@@ -518,7 +519,9 @@ def _evaluate(
         return {}
     model.eval()
     with torch.no_grad():
-        metrics, _ = evaluate(model, utts, [cache.get(u.audio) for u in utts], tasks)
+        diagnostics, answers = evaluate(model, utts, [cache.get(u.audio) for u in utts], tasks)
+    # The figures `speechllm evaluate` gives for the same manifest and weights.
+    metrics, _ = score_answers(utts, answers, diagnostics, tasks)
     record = {
         "eval": True,
         "step": step,
