@@ -103,3 +103,23 @@ def test_cli_round_trip(tmp_path, shared):
     decoded = json.loads(result.stdout)
     assert {"transcript", "entities", "sentiment", "raw"} <= decoded[0].keys()
     assert "bad.wav" in decoded[1]["error"]
+
+
+def test_infer_with_no_other_argument_uses_the_shipped_default_quietly(shared, tmp_path):
+    """`speechllm infer clip.wav` on a fresh install: the default model answers, and stderr holds
+    no third-party warnings or weight-loading bars (`--verbose` shows them)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    clip = sorted((shared / "data/librispeech-sample").rglob("*.flac"))[0]
+    speechllm = Path(sys.executable).with_name("speechllm")
+    done = subprocess.run(
+        [str(speechllm), "infer", str(clip)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    (answer,) = json.loads(done.stdout)
+    assert {"transcript", "entities", "sentiment"} <= answer.keys()
+    assert "wait no longer" in answer["transcript"] or len(answer["transcript"].split()) > 3
+    for noise in ("Warning", "warn(", "Loading weights", "it/s]"):
+        assert noise not in done.stderr, done.stderr

@@ -35,6 +35,36 @@ app.add_typer(bench_app, name="bench")
 err = Console(stderr=True)
 
 
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Show the libraries' own warnings, logs and loading bars."
+        ),
+    ] = False,
+) -> None:
+    """speechllm: speech in, transcript + named entities + sentiment out."""
+    if not verbose:
+        quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Keep normal output to our own lines and progress bars: transformers' weight-loading bars
+    and notes, and third-party deprecation warnings, say nothing a user can act on."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(?!speechllm)")
+    for name in ("accelerate", "peft", "httpx", "onnxruntime"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _fail(exc: Exception) -> None:
     # escape: messages hold text such as "pip install 'speechllm[labels]'" that rich would
     # otherwise take for markup and drop.
