@@ -378,3 +378,20 @@ def test_decode_reads_each_clip_once_and_answers_as_generate(whisper_route, monk
     monkeypatch.setattr(model.reader, "read", lambda x, n: reads.append(len(x)) or original(x, n))
     assert decode(model, rows, tasks, batch_size=2) == alone
     assert sum(reads) == 2  # two clips, three rows
+
+
+@pytest.mark.parametrize("name", ["cpu-whisper-route.yaml", "gpu-whisper-route.yaml"])
+def test_the_staged_recipes_build(name, tiny_dirs, tmp_path):
+    """The shipped recipe and its GPU-scale twin: valid configs whose every stage builds (tiny
+    random weights in place of the configured checkpoints)."""
+    repo = Path(__file__).resolve().parents[1]
+    config = RunConfig.load(repo / "configs" / name)
+    assert [s.kind for s in config.stages] == ["text", "joint"]
+    assert config.model.speech_input == "whisper" and config.model.lora.enabled
+    asr = save_tiny_whisper_asr(tmp_path / "tiny-whisper-asr")
+    for i in range(len(config.stages)):
+        stage = config.for_stage(i)
+        assert stage.data.train and Path(stage.train.output_dir).name.startswith(f"{i:02d}-")
+    config.model.encoder, config.model.llm = str(asr), str(tiny_dirs[1])
+    parts = {p: n for p, n, _ in SpeechLLM.from_config(config.model).parameter_report()}
+    assert parts["lora"] > 0 and parts["adapter"] == 0 and parts["llm"] == 0
