@@ -2,6 +2,9 @@
 uploads (no uvicorn)."""
 
 import io
+import json
+import math
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +22,10 @@ from speechllm.cli import app as cli_app
 from speechllm.config import AdapterConfig, ModelConfig
 from speechllm.errors import ConfigError
 from speechllm.inference import understand
+from speechllm.longform import join_results, split_speech
 from speechllm.model import SpeechLLM
-from speechllm.prompts import TASKS
 from speechllm.server import ServerConfig, ServiceEstimate, create_app
+from test_longform import alone, concatenate, librispeech_clips
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +65,8 @@ def expected(model, data, tasks):
     """What the library gives for the clip alone (the server's answers must equal it)."""
     wav = decode_audio_bytes(data, "x")
     frames, lengths = model.encoder([wav])
-    answers = {
-        t: model.generate(frames, lengths, [t])[0]
-        for t in (list(TASKS) if tasks == "all" else [tasks])
-    }
-    return understand(answers)
+    # Task `all` is one generation that carries transcript, entities and sentiment together.
+    return understand({tasks: model.generate(frames, lengths, [tasks])[0]})
 
 
 def content(response):
@@ -85,12 +86,15 @@ def test_healthz_and_openapi(model):
         "status": "ok",
         "model": "tiny",
         "queue": 0,
+        "queued_rows": 0,
         "in_model": 0,
         "service_seconds_per_row": ServerConfig().prior_seconds_per_row,
         "service_seconds_per_request": ServerConfig().prior_seconds_per_row,
         "measured_batches": 0,
         "estimated_wait_s": pytest.approx(ServerConfig().prior_seconds_per_row, abs=0.02),
         "refused": 0,
+        "max_upload_mb": 25.0,
+        "max_minutes": 60.0,
     }
     assert "/healthz" in paths and "/v1/understand" in paths
     assert "post" in paths["/v1/understand"]
@@ -103,7 +107,7 @@ def test_each_task_on_a_real_wav(model, task):
         r = post(client, data, task)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body["raw"]) == (set(TASKS) if task == "all" else {task})
+    assert set(body["raw"]) == {task}
     assert set(body["timings"]) == {"decode_s", "encode_s", "generate_s", "total_s"}
     assert body["timings"]["total_s"] >= body["timings"]["decode_s"] >= 0
     want = expected(model, data, task)
@@ -191,12 +195,16 @@ def test_upload_too_large_is_413(model):
     assert not app.state.batcher.batch_sizes
 
 
-def test_audio_too_long_is_413(model):
-    with TestClient(create_app(model, ServerConfig(max_seconds=1.0))) as client:
+def test_audio_over_max_minutes_is_413(model):
+    app = create_app(model, ServerConfig(max_minutes=0.02))  # 1.2 s
+    with TestClient(app) as client:
         r = post(client, wav_bytes(tone(2.0)), "asr")
         assert r.status_code == 413
-        assert "2.0 s long" in r.json()["detail"] and "at most 1 s" in r.json()["detail"]
+        detail = r.json()["detail"]
+        assert detail.startswith("clip.wav: audio is 2.0 s long; at most 1.2 s is accepted")
+        assert "0.02 min" in detail
         assert post(client, wav_bytes(tone(0.9)), "asr").status_code == 200
+    assert list(app.state.batcher.batch_sizes) == [1]
 
 
 def test_no_queue_room_is_429(model):
@@ -416,11 +424,172 @@ def test_a_burst_gets_fast_429s_and_the_accepted_requests_their_answers_in_time(
     assert sum(app.state.batcher.batch_sizes) == 1 + len(accepted)
 
 
+# ---------------------------------------------------------------------- long recordings
+
+
+@pytest.fixture(scope="module")
+def long_wav(shared):
+    """About 77 s of real speech: the 4 LibriSpeech clips 3 times with 0.5-1.5 s silences, as a
+    float WAV (the server reads back exactly these samples)."""
+    audio, _, _ = concatenate(librispeech_clips(shared), repeats=3, seed=2)
+    assert 70 * 16000 < len(audio) < 90 * 16000
+    return wav_bytes(audio, subtype="FLOAT")
+
+
+@pytest.fixture(scope="module")
+def long_segments(long_wav):
+    segments = split_speech(decode_audio_bytes(long_wav, "x"))
+    assert len(segments) >= 8
+    return segments
+
+
+@pytest.mark.parametrize("task", ["all", "sa"])
+def test_a_long_recording_is_split_and_joined_as_the_library_does(
+    model, long_wav, long_segments, task
+):
+    app = create_app(model, ServerConfig(max_batch=3, batch_wait_ms=0))
+    with TestClient(app) as client:
+        r = post(client, long_wav, task, name="long.wav")
+        health = client.get("/healthz").json()
+    assert r.status_code == 200, r.text
+    body = content(r)
+    # Each piece answered as the library answers it alone, joined as `speechllm infer` joins.
+    pieces = [alone(model, s.audio, [task]) for s in long_segments]
+    want = json.loads(json.dumps(join_results(long_segments, pieces, [task])))
+    assert body == {"transcript": None, "entities": None, "sentiment": None, **want}
+    assert [(p["start"], p["end"]) for p in body["pieces"]] == [
+        (round(s.start_s, 3), round(s.end_s, 3)) for s in long_segments
+    ]
+    if task == "all":
+        assert body["transcript"] == " ".join(
+            p["transcript"] for p in body["pieces"] if p["transcript"].strip()
+        )
+        assert all(len(e) == 4 for e in body["entities"])
+    # One row per piece, at most max_batch per model call.
+    n = len(long_segments)
+    assert list(app.state.batcher.batch_sizes) == [3] * (n // 3) + ([n % 3] if n % 3 else [])
+    assert health["measured_batches"] == math.ceil(n / 3)
+    assert health["queue"] == health["queued_rows"] == 0
+
+
+def test_a_long_silence_has_no_pieces_and_asks_the_model_nothing(model):
+    quiet = (np.random.default_rng(3).standard_normal(45 * 16000) * 1e-4).astype(np.float32)
+    app = create_app(model)
+    with TestClient(app) as client:
+        r = post(client, wav_bytes(quiet, subtype="FLOAT"), "asr")
+    assert r.status_code == 200, r.text
+    assert content(r) == {
+        "transcript": "",
+        "entities": None,
+        "sentiment": None,
+        "parse_failures": [],
+        "pieces": [],
+    }
+    assert not app.state.batcher.batch_sizes
+
+
+def test_a_recording_over_max_minutes_is_413(model, long_wav):
+    app = create_app(model, ServerConfig(max_minutes=1))
+    with TestClient(app) as client:
+        r = post(client, long_wav, "all", name="long.wav")
+    assert r.status_code == 413
+    detail = r.json()["detail"]
+    assert re.fullmatch(
+        r"long\.wav: audio is 7\d\.\d s long; at most 60 s is accepted "
+        r"\(this server accepts recordings of at most 1 min\)",
+        detail,
+    ), detail
+    assert not app.state.batcher.batch_sizes
+
+
+def test_a_short_clip_passes_ahead_of_the_rest_of_a_long_recording(
+    model, long_wav, long_segments, paused, monkeypatch
+):
+    """Earliest deadline first: the long recording has a timeout per piece, so a short clip
+    arriving while it is in the model is answered in the next call, not after all its pieces."""
+    started, release = paused
+    calls = []  # the clips of each model call, by their lengths in samples
+    real_run = speechllm.server._run_batch
+
+    def recording(model, items):
+        calls.append([len(audio) for audio, _ in items])
+        return real_run(model, items)
+
+    monkeypatch.setattr(speechllm.server, "_run_batch", recording)
+    short = wav_bytes(tone())
+    short_samples = len(decode_audio_bytes(short, "x"))
+    app = create_app(model, ServerConfig(max_batch=2, batch_wait_ms=0))
+    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+        long = pool.submit(post, client, long_wav, "asr", "long.wav")
+        assert started.wait(30)  # its first two pieces are in the model
+        wait_until(lambda: app.state.batcher.queued_rows == len(long_segments) - 2)
+        with ThreadPoolExecutor(1) as other:
+            answer = other.submit(post, client, short, "asr")
+            wait_until(lambda: app.state.batcher.queued == 2)
+            release.set()
+            r = answer.result()
+        assert r.status_code == 200, r.text
+        assert long.result().status_code == 200, long.result().text
+    want = expected(model, short, "asr")
+    assert content(r) == {"transcript": None, "entities": None, "sentiment": None, **want}
+    assert len(long.result().json()["pieces"]) == len(long_segments)
+    assert [short_samples in c for c in calls] == [False, True] + [False] * (len(calls) - 2)
+    assert sum(map(len, calls)) == len(long_segments) + 1
+
+
+def test_the_queue_counts_the_pieces_of_a_long_recording(model, long_wav, long_segments, paused):
+    started, release = paused
+    n = len(long_segments)
+    app = create_app(model, ServerConfig(max_queue=n - 1, max_batch=1, batch_wait_ms=0))
+    short = wav_bytes(tone())
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post, client, short, "asr")
+        assert started.wait(30)
+        # Nothing waits: a recording of more pieces than max_queue is taken (it waits alone).
+        long = pool.submit(post, client, long_wav, "asr", "long.wav")
+        wait_until(lambda: app.state.batcher.queued_rows == n)
+        health = client.get("/healthz").json()
+        assert (health["queue"], health["queued_rows"], health["in_model"]) == (1, n, 1)
+        r = post(client, short, "asr")  # no room for one more row
+        assert r.status_code == 429 and "rows" in r.json()["detail"], r.text
+        release.set()
+        assert first.result().status_code == 200
+        assert long.result().status_code == 200, long.result().text
+    assert len(long.result().json()["pieces"]) == n
+
+
+def test_a_long_recording_that_cannot_be_answered_in_time_is_429_at_once(
+    model, long_wav, paused, monkeypatch
+):
+    started, release = paused
+    # 100 s per row against 60 s per piece: it would never catch up.
+    config = ServerConfig(max_batch=1, batch_wait_ms=0, prior_seconds_per_row=100)
+    app = create_app(model, config)
+    decoded = []
+    real_decode = speechllm.server.decode_audio_bytes
+    monkeypatch.setattr(
+        speechllm.server,
+        "decode_audio_bytes",
+        lambda *a, **k: decoded.append(1) or real_decode(*a, **k),
+    )
+    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post, client, wav_bytes(tone()), "asr")
+        assert started.wait(30)
+        r, seconds = timed_post(client, long_wav, "all")
+        assert r.status_code == 429, r.text
+        assert seconds < 2.0 and decoded == [1]  # refused before its audio was decoded
+        assert int(r.headers["Retry-After"]) >= 1
+        release.set()
+        assert first.result().status_code == 200
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
         {"max_seconds": 31},
         {"max_seconds": 0},
+        {"max_seconds": 0.5},
+        {"max_minutes": 0},
         {"max_queue": -1},
         {"max_batch": 0},
         {"max_upload_mb": 0},

@@ -37,6 +37,7 @@ from speechllm.labels import SLUE_TAGS
 from speechllm.model import SpeechLLM
 from speechllm.prompts import format_ner
 from speechllm.server import WEB_DIR, create_app
+from test_longform import concatenate, librispeech_clips
 from tiny import require
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -397,6 +398,149 @@ def test_model_output_is_text_never_markup(page: Any, tiny_url: str) -> None:
     assert page.text_content("#sentiment") == "<i>Positive</i>"
     assert page.evaluate("window.pwned") is None
     assert as_entities(marks(page))[0] == ["PERSON", "<b>hi</b>"]
+
+
+def check_pieces_match(page: Any, body: dict[str, Any]) -> None:
+    """The result area shows a long recording's answer: transcript, entities with their times,
+    the overall sentiment and one table row per piece."""
+    page.wait_for_selector("#pieces-box", state="visible")
+    pieces = body["pieces"]
+    rows = page.eval_on_selector_all(
+        "#pieces tbody tr",
+        """rows => rows.map(r => ({start: Number(r.dataset.start), end: Number(r.dataset.end),
+                                 cells: Array.from(r.cells).map(c => c.textContent)}))""",
+    )
+    assert [(r["start"], r["end"]) for r in rows] == [(p["start"], p["end"]) for p in pieces]
+    assert [r["cells"][0] for r in rows] == [str(i + 1) for i in range(len(pieces))]
+    header = page.eval_on_selector_all("#pieces thead th", "ths => ths.map(t => t.textContent)")
+    assert header[:2] == ["#", "time"]
+    for name in ("sentiment", "transcript"):
+        if any(name in p for p in pieces):
+            column = header.index(name)
+            shown = [r["cells"][column] for r in rows]
+            want = [p.get(name) or ("(none)" if name == "sentiment" else "") for p in pieces]
+            assert shown == want, name
+        else:
+            assert name not in header
+    for r in rows:  # m:ss.s-m:ss.s
+        assert re.fullmatch(r"\d+:\d\d\.\d–\d+:\d\d\.\d", r["cells"][1]), r["cells"][1]
+    if body["transcript"] is not None:
+        assert page.text_content("#transcript") == body["transcript"]
+    if body["entities"] is not None:
+        assert as_entities(marks(page)) == [e[:2] for e in body["entities"]]
+        timed = page.eval_on_selector_all(
+            "#entity-times tbody tr", "rows => rows.map(r => r.cells[1].textContent)"
+        )
+        assert timed == [e[0] for e in body["entities"]]
+    if body["sentiment"] is not None or any("sentiment" in p for p in pieces):
+        assert page.text_content("#sentiment-title") == "Overall sentiment"
+        assert page.text_content("#sentiment") == (
+            body["sentiment"] or "(no sentiment in the model's answer)"
+        )
+
+
+def test_a_long_recording_shows_its_pieces(
+    page: Any, tiny_url: str, tmp_path: Path, shared: Path
+) -> None:
+    audio, _, _ = concatenate(librispeech_clips(shared), repeats=3, seed=2)
+    assert 70 < len(audio) / 16000 < 90
+    page.goto(tiny_url)
+    page.wait_for_function("() => document.getElementById('health').textContent.includes('tiny')")
+    # The page knows the server's limits: it records up to them.
+    assert page.evaluate("() => window.speechllm.limits") == {
+        "maxSeconds": 3600,
+        "maxUploadBytes": 25 * 2**20,
+    }
+    page.set_input_files("#file", str(write_wav(tmp_path / "long.wav", audio)))
+    response = submit(page, timeout_ms=180_000)
+    assert response.status == 200, response.text()
+    body = response.json()
+    assert len(body["pieces"]) >= 8
+    check_pieces_match(page, body)
+    assert page.is_visible("#sentiment-note")
+    assert page.eval_on_selector_all("#pieces tbody tr", "rows => rows.length") == len(
+        body["pieces"]
+    )
+    assert page.eval_on_selector_all("#timings tbody tr", "rows => rows.length") == len(TIMING_KEYS)
+
+    # A short clip next: the long recording's parts are gone.
+    page.set_input_files("#file", str(write_wav(tmp_path / "clip.wav", tone())))
+    body = submit(page).json()
+    check_result_matches(page, body)
+    assert page.is_hidden("#pieces-box") and page.is_hidden("#entity-times-box")
+    assert page.text_content("#sentiment-title") == "Sentiment"
+
+
+def test_a_long_result_is_text_never_markup(page: Any, tiny_url: str) -> None:
+    page.goto(tiny_url)
+    evil = '<img src=x onerror="window.pwned=1">'
+    result = {
+        "transcript": f"the council {evil}",
+        "entities": [["ORG", "council", 0.5, 12.25], ["<b>X</b>", evil, 61.0, 75.5]],
+        "sentiment": "<i>Negative</i>",
+        "parse_failures": [],
+        "pieces": [
+            {
+                "start": 0.5,
+                "end": 12.25,
+                "transcript": "the council",
+                "entities": [["ORG", "council"]],
+                "sentiment": "Neutral",
+                "parse_failures": [],
+                "raw": {"all": "the [ORG council]"},
+            },
+            {
+                "start": 61.0,
+                "end": 75.5,
+                "transcript": evil,
+                "entities": [["<b>X</b>", evil]],
+                "sentiment": "<i>Negative</i>",
+                "parse_failures": [],
+                "raw": {"all": evil},
+            },
+        ],
+        "timings": {"total_s": 1.5},
+    }
+    page.evaluate("r => window.speechllm.render(r)", result)
+    assert page.eval_on_selector_all("#result img, #result b, #result i", "e => e.length") == 0
+    assert page.evaluate("window.pwned") is None
+    check_pieces_match(page, result)
+    times = page.eval_on_selector_all(
+        "#entity-times tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    assert times == [["0:00.5–0:12.3", "ORG", "council"], ["1:01.0–1:15.5", "<b>X</b>", evil]]
+    pieces = page.eval_on_selector_all(
+        "#pieces tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    assert pieces == [
+        ["1", "0:00.5–0:12.3", "Neutral", "the council", "1"],
+        ["2", "1:01.0–1:15.5", "<i>Negative</i>", evil, "1"],
+    ]
+    assert "2 pieces" in page.text_content("#pieces-summary")
+
+    # Sentiment only: no transcript column, no entity times; silence: no pieces.
+    page.evaluate(
+        "r => window.speechllm.render(r)",
+        {
+            "transcript": None,
+            "entities": None,
+            "sentiment": "Positive",
+            "parse_failures": [],
+            "pieces": [
+                {"start": 1, "end": 2, "sentiment": "Positive", "parse_failures": [], "raw": {}}
+            ],
+        },
+    )
+    header = page.eval_on_selector_all("#pieces thead th", "ths => ths.map(t => t.textContent)")
+    assert header == ["#", "time", "sentiment"]
+    assert page.is_hidden("#transcript-box") and page.is_hidden("#entity-times-box")
+    page.evaluate(
+        "r => window.speechllm.render(r)",
+        {"transcript": "", "parse_failures": [], "pieces": []},
+    )
+    assert page.is_visible("#pieces-box")
+    assert "No speech" in page.text_content("#pieces-summary")
+    assert page.is_hidden("#sentiment-box")
 
 
 def test_a_bad_upload_shows_the_servers_reason(page: Any, tiny_url: str, tmp_path: Path) -> None:

@@ -4,6 +4,10 @@
 // string that comes from the model or the server is put into the page with textContent or
 // createTextNode, never innerHTML, so a transcript cannot inject markup.
 //
+// A recording longer than 30 s comes back split into pieces (`pieces`: start, end and the answers
+// of each; `entities`: [tag, phrase, start, end]); the page then also lists the entities with
+// their times and shows a table of the pieces.
+//
 // window.speechllm exposes render(), locateEntities() and encodeWav() for tests and for use
 // from the console.
 "use strict";
@@ -12,8 +16,10 @@
   // SLUE's 7 combined tags (speechllm.labels.SLUE_TAGS): each has its own colour class.
   const TAGS = ["PLACE", "QUANT", "ORG", "WHEN", "NORP", "PERSON", "LAW"];
 
-  // The Whisper encoder reads at most 30 s; a longer recording would be refused (413).
-  const MAX_RECORD_SECONDS = 30;
+  // How long a recording may get: the server's limits from /healthz (the longest recording it
+  // takes, and the upload size, which a WAV at the microphone's rate reaches first); 30 s until
+  // /healthz has answered (the server splits longer recordings into pieces).
+  const limits = { maxSeconds: 30, maxUploadBytes: Infinity };
 
   const TIMING_LABELS = {
     decode_s: "decode upload",
@@ -90,10 +96,76 @@
     return s < 1 ? `${(s * 1000).toFixed(0)} ms` : `${s.toFixed(2)} s`;
   }
 
+  /** A time in a recording as m:ss.s (1:05.3). */
+  function formatClock(s) {
+    const t = Math.max(0, Number(s) || 0);
+    const minutes = Math.floor(t / 60);
+    const seconds = (t - minutes * 60).toFixed(1).padStart(4, "0");
+    return `${minutes}:${seconds}`;
+  }
+
+  function formatSpan(start, end) {
+    return `${formatClock(start)}–${formatClock(end)}`;
+  }
+
+  function cell(row, text) {
+    const td = row.insertCell();
+    td.textContent = text;
+    return td;
+  }
+
+  /** A tag as a coloured chip (not an entity mark: it is not the entity's text). */
+  function tagChip(tag) {
+    const chip = document.createElement("mark");
+    chip.className = `tag-chip tag-${TAGS.includes(tag) ? tag : "other"}`;
+    chip.textContent = tag;
+    return chip;
+  }
+
+  /** The table of a long recording's pieces: time, and the answers the task asked for. */
+  function renderPieces(pieces) {
+    const columns = [["time", (p) => formatSpan(p.start, p.end)]];
+    if (pieces.some((p) => "sentiment" in p)) {
+      columns.push(["sentiment", (p) => p.sentiment ?? "(none)"]);
+    }
+    if (pieces.some((p) => "transcript" in p)) {
+      columns.push(["transcript", (p) => (typeof p.transcript === "string" ? p.transcript : "")]);
+    }
+    if (pieces.some((p) => Array.isArray(p.entities))) {
+      columns.push(["entities", (p) => String((p.entities ?? []).length)]);
+    }
+    const table = $("pieces");
+    const head = table.tHead.rows[0];
+    head.replaceChildren();
+    for (const name of ["#", ...columns.map(([n]) => n)]) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = name;
+      head.append(th);
+    }
+    const body = table.tBodies[0];
+    body.replaceChildren();
+    pieces.forEach((piece, i) => {
+      const row = body.insertRow();
+      row.dataset.start = String(piece.start);
+      row.dataset.end = String(piece.end);
+      cell(row, String(i + 1));
+      for (const [name, value] of columns) cell(row, value(piece)).className = `col-${name}`;
+    });
+    const n = pieces.length;
+    $("pieces-summary").textContent =
+      n === 0
+        ? "No speech was found in this recording."
+        : `The recording was split at its pauses into ${n} piece${n === 1 ? "" : "s"}, ` +
+          "each answered on its own.";
+  }
+
   /** Show one /v1/understand response ({transcript, entities, sentiment, timings, ...}). */
   function render(result) {
     const transcript = typeof result.transcript === "string" ? result.transcript : null;
     const entities = Array.isArray(result.entities) ? result.entities : null;
+    // A long recording: its pieces (entities then carry the times of their piece).
+    const pieces = Array.isArray(result.pieces) ? result.pieces : null;
 
     const box = $("transcript");
     box.replaceChildren();
@@ -127,12 +199,34 @@
       if (n > 0 && unplaced.length > 0) summary += `, ${unplaced.length} not in the transcript`;
       $("entity-summary").textContent = n > 0 ? `${summary}.` : summary;
     }
+    const times = $("entity-times").tBodies[0];
+    times.replaceChildren();
+    const timed = pieces !== null && entities !== null;
+    if (timed) {
+      for (const [tag, phrase, start, end] of entities) {
+        const row = times.insertRow();
+        cell(row, formatSpan(start, end)).className = "col-time";
+        row.insertCell().append(tagChip(String(tag)));
+        cell(row, String(phrase)).className = "col-phrase";
+      }
+    }
+    show("entity-times-box", timed && entities.length > 0);
     show("entities-box", entities !== null);
 
     // null is both "not asked" (task asr/ner) and "asked, but the answer named no class".
     const hasSentiment = typeof result.sentiment === "string" || result.raw?.sa !== undefined;
+    const hasPieceSentiment = pieces !== null && pieces.some((p) => "sentiment" in p);
+    $("sentiment-title").textContent = pieces !== null ? "Overall sentiment" : "Sentiment";
     $("sentiment").textContent = result.sentiment ?? "(no sentiment in the model's answer)";
-    show("sentiment-box", hasSentiment);
+    $("sentiment-note").textContent = hasPieceSentiment
+      ? "The sentiment most of the recording's time was judged to have (a tie is Neutral); " +
+        "each piece's is in the table of pieces."
+      : "";
+    show("sentiment-note", hasPieceSentiment);
+    show("sentiment-box", hasSentiment || hasPieceSentiment);
+
+    if (pieces !== null) renderPieces(pieces);
+    show("pieces-box", pieces !== null);
 
     const failures = Array.isArray(result.parse_failures) ? result.parse_failures : [];
     $("parse-failures").textContent = failures.length
@@ -146,12 +240,19 @@
       const row = body.insertRow();
       const th = document.createElement("th");
       th.scope = "row";
-      th.textContent = TIMING_LABELS[key] ?? key;
+      th.textContent =
+        key === "decode_s" && pieces !== null
+          ? "decode upload, find pieces"
+          : (TIMING_LABELS[key] ?? key);
       row.append(th);
       row.insertCell().textContent = typeof value === "number" ? formatSeconds(value) : String(value);
     }
 
-    $("raw").textContent = JSON.stringify(result.raw ?? {}, null, 2);
+    const raw =
+      pieces !== null && result.raw === undefined
+        ? pieces.map((p) => ({ start: p.start, end: p.end, raw: p.raw }))
+        : (result.raw ?? {});
+    $("raw").textContent = JSON.stringify(raw, null, 2);
     show("result", true);
   }
 
@@ -253,7 +354,7 @@
     await context.resume();
     const source = context.createMediaStreamSource(stream);
     // ScriptProcessorNode is deprecated but works in every current browser and needs no
-    // separate AudioWorklet module file; a few seconds of speech is well within its reach.
+    // separate AudioWorklet module file; minutes of speech are well within its reach.
     const node = context.createScriptProcessor(4096, 1, 1);
     const rec = { stream, context, node, chunks: [], length: 0, timer: null };
     node.onaudioprocess = (event) => {
@@ -263,7 +364,7 @@
       rec.length += chunk.length;
       const seconds = rec.length / context.sampleRate;
       $("rec-status").textContent = `recording… ${seconds.toFixed(1)} s`;
-      if (seconds >= MAX_RECORD_SECONDS) stopRecording();
+      if (seconds >= maxRecordSeconds(context.sampleRate)) stopRecording();
     };
     source.connect(node);
     // The node only runs while connected to the output; it writes nothing, so this is silent.
@@ -330,11 +431,23 @@
     }
   }
 
+  /** The longest recording at `rate` Hz the server takes: its length and its upload limits. */
+  function maxRecordSeconds(rate) {
+    // 16-bit mono WAV: 2 bytes a sample after a 44-byte header.
+    return Math.min(limits.maxSeconds, (limits.maxUploadBytes - 44) / (2 * rate));
+  }
+
   async function checkHealth() {
     try {
       const response = await fetch("healthz");
       const body = await response.json();
       $("health").textContent = `model: ${body.model}`;
+      if (typeof body.max_minutes === "number" && body.max_minutes > 0) {
+        limits.maxSeconds = body.max_minutes * 60;
+      }
+      if (typeof body.max_upload_mb === "number" && body.max_upload_mb > 0) {
+        limits.maxUploadBytes = body.max_upload_mb * 2 ** 20;
+      }
     } catch {
       $("health").textContent = "the server does not answer /healthz";
     }
@@ -351,7 +464,7 @@
     checkHealth();
   }
 
-  window.speechllm = { render, locateEntities, encodeWav };
+  window.speechllm = { render, locateEntities, encodeWav, limits };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();
