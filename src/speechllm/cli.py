@@ -775,8 +775,14 @@ def serve(
         float, typer.Option(help="Largest upload in MiB (larger: 413).")
     ] = 25.0,
     max_seconds: Annotated[
-        float, typer.Option(help="Longest clip in seconds, at most 30 (longer: 413).")
+        float,
+        typer.Option(
+            help="Longest piece decoded whole, 1 to 30 s; longer clips are split at pauses."
+        ),
     ] = 30.0,
+    max_minutes: Annotated[
+        float, typer.Option(help="Longest recording accepted, in minutes (longer: 413).")
+    ] = 60.0,
     max_queue: Annotated[
         int, typer.Option(help="Requests that may wait for the model (more: 429).")
     ] = 64,
@@ -798,6 +804,7 @@ def serve(
         config = ServerConfig(
             max_upload_mb=max_upload_mb,
             max_seconds=max_seconds,
+            max_minutes=max_minutes,
             max_queue=max_queue,
             max_batch=max_batch,
             batch_wait_ms=batch_wait_ms,
