@@ -784,14 +784,19 @@ def serve(
         float, typer.Option(help="Longest recording accepted, in minutes (longer: 413).")
     ] = 60.0,
     max_queue: Annotated[
-        int, typer.Option(help="Requests that may wait for the model (more: 429).")
+        int,
+        typer.Option(help="Rows (clip pieces x tasks) that may wait for the model (more: 429)."),
     ] = 64,
-    max_batch: Annotated[int, typer.Option(help="Most requests answered by one model call.")] = 8,
+    max_batch: Annotated[int, typer.Option(help="Most rows answered by one model call.")] = 8,
     batch_wait_ms: Annotated[
         float, typer.Option(help="How long a batch waits for more requests, in ms.")
     ] = 10.0,
     request_timeout_s: Annotated[
-        float, typer.Option(help="Longest a request waits for its answer (longer: 504).")
+        float,
+        typer.Option(
+            help="Longest a request waits for its answer, per piece of a long recording "
+            "(longer: 504; one that cannot finish in time is refused at once with 429)."
+        ),
     ] = 60.0,
 ) -> None:
     """Serve the model over HTTP: POST /v1/understand (audio + task), GET /healthz, /docs."""
