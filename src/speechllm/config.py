@@ -288,7 +288,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        config = _build(cls, data, "")
+        config = build(cls, data, "")
         config.validate()
         return config
 
@@ -336,8 +336,8 @@ class RunConfig:
         )
         config = RunConfig(
             model=self.model,
-            data=_build(DataConfig, data, f"{where}.data"),
-            train=_build(TrainConfig, train, f"{where}.train"),
+            data=build(DataConfig, data, f"{where}.data"),
+            train=build(TrainConfig, train, f"{where}.train"),
         )
         return config
 
@@ -380,8 +380,10 @@ def _resolve(base: Path, value: str) -> str:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass `cls` from a mapping, checking keys and (shallowly) types."""
+def build(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, checking keys and (shallowly) types; `where` names
+    the section in error messages. The one builder of every typed config (runs, stages,
+    experiment rows)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -395,11 +397,11 @@ def _build(cls: type, data: Any, where: str) -> Any:
         key = f"{where}.{name}" if where else name
         item = typing.get_args(hint)[0] if typing.get_origin(hint) is list else None
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, key)
+            kwargs[name] = build(hint, value, key)
         elif item is not None and dataclasses.is_dataclass(item):
             if not isinstance(value, list):
                 raise ConfigError(f"{key}: expected a list, got {value!r}")
-            kwargs[name] = [_build(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+            kwargs[name] = [build(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
         else:
             _check_type(hint, value, key)
             kwargs[name] = value

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from speechllm.config import RunConfig, _build
+from speechllm.config import RunConfig, build
 from speechllm.errors import ConfigError
 from speechllm.manifest import read_manifest, write_manifest
 
@@ -100,8 +100,8 @@ class ExperimentConfig:
             raw = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: cannot read experiment config: {exc}") from exc
-        config: ExperimentConfig = _build(cls, raw, "")
-        rows = [_build(ExperimentRow, r, f"rows[{i}]") for i, r in enumerate(config.rows)]
+        config: ExperimentConfig = build(cls, raw, "")
+        rows = [build(ExperimentRow, r, f"rows[{i}]") for i, r in enumerate(config.rows)]
         if not config.base:
             raise ConfigError(f"{path}: `base` (the run config every row starts from) is missing")
         if not rows:
