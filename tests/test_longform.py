@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 from speechllm import longform
 from speechllm.audio import SAMPLE_RATE, load_audio
 from speechllm.cli import app as cli_app
-from speechllm.config import AdapterConfig, ModelConfig
 from speechllm.inference import understand
 from speechllm.longform import FRAME, Segment, join_results, overall_sentiment, split_speech
 from speechllm.model import SpeechLLM
+from tiny import lively_tiny_model
 
 SR = SAMPLE_RATE
 Span = tuple[float, float]
@@ -355,16 +355,7 @@ def test_join_results_keeps_the_fields_of_the_tasks():
 
 @pytest.fixture(scope="module")
 def model(tiny_dirs: tuple[Path, Path]) -> SpeechLLM:
-    w, lm = tiny_dirs
-    torch.manual_seed(0)
-    m = SpeechLLM.from_config(
-        ModelConfig(encoder=str(w), llm=str(lm), adapter=AdapterConfig(hidden=48), max_new_tokens=6)
-    ).eval()
-    with torch.no_grad():  # a random adapter that moves the answers with the audio
-        for p in m.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.3)
-    return m
+    return lively_tiny_model(tiny_dirs)
 
 
 @pytest.fixture(scope="module")

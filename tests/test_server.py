@@ -12,34 +12,23 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import speechllm.server
 from speechllm.audio import decode_audio_bytes
 from speechllm.cli import app as cli_app
-from speechllm.config import AdapterConfig, ModelConfig
 from speechllm.errors import ConfigError
 from speechllm.inference import understand
 from speechllm.longform import join_results, split_speech
-from speechllm.model import SpeechLLM
 from speechllm.server import ServerConfig, ServiceEstimate, create_app
 from test_longform import alone, concatenate, librispeech_clips
+from tiny import lively_tiny_model
 
 
 @pytest.fixture(scope="module")
 def model(tiny_dirs):
-    w, lm = tiny_dirs
-    torch.manual_seed(0)
-    m = SpeechLLM.from_config(
-        ModelConfig(encoder=str(w), llm=str(lm), adapter=AdapterConfig(hidden=48), max_new_tokens=6)
-    ).eval()
-    with torch.no_grad():  # a random adapter that moves the answers with the audio
-        for p in m.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.3)
-    return m
+    return lively_tiny_model(tiny_dirs)
 
 
 def tone(seconds=0.6, freq=300.0, sr=16000, channels=1):

@@ -27,18 +27,16 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from speechllm.config import AdapterConfig, ModelConfig
 from speechllm.labels import SLUE_TAGS
 from speechllm.model import SpeechLLM
 from speechllm.prompts import format_ner
 from speechllm.server import WEB_DIR, create_app
 from test_longform import concatenate, librispeech_clips
-from tiny import require
+from tiny import lively_tiny_model, require
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -138,16 +136,7 @@ def serve_process(model_dir: Path, log: Path, timeout_s: float = 300) -> Iterato
 @pytest.fixture(scope="module")
 def tiny_model(tiny_dirs: tuple[Path, Path]) -> SpeechLLM:
     """The tiny random model of tests/test_server.py: answers are noise, but real ones."""
-    w, lm = tiny_dirs
-    torch.manual_seed(0)
-    m = SpeechLLM.from_config(
-        ModelConfig(encoder=str(w), llm=str(lm), adapter=AdapterConfig(hidden=48), max_new_tokens=6)
-    ).eval()
-    with torch.no_grad():  # a random adapter that moves the answers with the audio
-        for p in m.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.3)
-    return m
+    return lively_tiny_model(tiny_dirs)
 
 
 @pytest.fixture(scope="module")

@@ -153,3 +153,21 @@ def require(module: str, installed_by: str) -> ModuleType:
             f"cannot import {module} ({exc}): `make venv` installs it ({installed_by})",
             pytrace=False,
         )
+
+
+def lively_tiny_model(tiny_dirs: tuple[Path, Path]):
+    """The tiny random SpeechLLM of the server, CLI and web tests: its adapter perturbed so that
+    answers (noise, but real ones) move with the audio."""
+    from speechllm.config import AdapterConfig, ModelConfig
+    from speechllm.model import SpeechLLM
+
+    w, lm = tiny_dirs
+    torch.manual_seed(0)
+    m = SpeechLLM.from_config(
+        ModelConfig(encoder=str(w), llm=str(lm), adapter=AdapterConfig(hidden=48), max_new_tokens=6)
+    ).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.3)
+    return m

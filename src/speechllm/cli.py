@@ -34,6 +34,15 @@ app.add_typer(bench_app, name="bench")
 
 err = Console(stderr=True)
 
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="A shipped model's name (`speechllm models list`; default: the shipped default), "
+        "a run directory or a model folder."
+    ),
+]
+"""The `--model` option of every command that uses a trained model."""
+
 
 @app.callback()
 def main(
@@ -361,13 +370,7 @@ def _encode_pieces(m: Any, segments: list[Any], done: Any) -> list[Any]:
 @app.command()
 def infer(
     audio: list[Path],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="A shipped model's name (`speechllm models list`; default: the shipped "
-            "default), a run directory or a model folder."
-        ),
-    ] = None,
+    model: ModelOption = None,
     task: Annotated[
         str,
         typer.Option(
@@ -524,13 +527,7 @@ def _cascade_answers(
 def evaluate(
     manifest: Annotated[Path, typer.Option(help="Manifest with audio and labels (JSONL).")],
     out: Annotated[Path, typer.Option(help="Folder for metrics, predictions, plots, report.")],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="A shipped model's name (`speechllm models list`; default: the shipped "
-            "default), a run directory or a model folder."
-        ),
-    ] = None,
+    model: ModelOption = None,
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks: asr,ner,sa or all.")] = "all",
     batch_size: Annotated[
         int, typer.Option(help="Clips encoded, and (clip, task) rows decoded, together.")
@@ -732,13 +729,7 @@ def annotate(
 @app.command()
 def export(
     out: Annotated[Path, typer.Option(help="New folder to write the exported model to.")],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="A shipped model's name (`speechllm models list`; default: the shipped "
-            "default), a run directory or a model folder."
-        ),
-    ] = None,
+    model: ModelOption = None,
     merge: Annotated[
         bool,
         typer.Option(
@@ -762,13 +753,7 @@ def export(
 
 @app.command()
 def serve(
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="A shipped model's name (`speechllm models list`; default: the shipped "
-            "default), a run directory or a model folder."
-        ),
-    ] = None,
+    model: ModelOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     max_upload_mb: Annotated[
