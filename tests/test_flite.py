@@ -1,0 +1,33 @@
+"""Voices by name for `data synth --voice`: piper (training) and CMU flite (evaluation only)."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from speechllm.errors import ModelSourceError
+from speechllm.tts import FLITE_VOICES, FliteVoice, make_voice
+
+
+def test_unknown_voices_are_refused_with_the_choices():
+    with pytest.raises(ModelSourceError, match="unknown voice"):
+        make_voice("espeak:en")
+    if shutil.which("flite"):
+        with pytest.raises(ModelSourceError, match="kal16"):
+            make_voice("flite:nobody")
+
+
+@pytest.mark.skipif(
+    shutil.which("flite") is None,
+    reason="the flite program is not installed (apt-get install flite; make does not install it: "
+    "its voices serve only evaluation on unheard voices)",
+)
+@pytest.mark.parametrize("voice", FLITE_VOICES)
+def test_flite_voices_speak_16_khz(voice):
+    speaker = make_voice(f"flite:{voice}")
+    assert isinstance(speaker, FliteVoice)
+    audio = speaker.synthesize("the council met in brussels", length_scale=1.1)
+    assert audio.dtype == np.float32 and 0.8 < len(audio) / 16000 < 5.0
+    assert 0.5 < np.abs(audio).max() <= 1.0
+    with pytest.raises(ValueError, match="nothing to speak"):
+        speaker.synthesize("  ")
