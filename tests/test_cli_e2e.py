@@ -112,6 +112,13 @@ def test_infer_with_no_other_argument_uses_the_shipped_default_quietly(shared, t
     import sys
     from pathlib import Path
 
+    from speechllm.model import read_model_config
+    from speechllm.shipped import resolve_model
+    from speechllm.sources import fetch
+
+    # Base models fetched first: a first fetch's conversion is a separate, one-off step.
+    config = read_model_config(resolve_model())
+    fetch(config.encoder), fetch(config.llm)
     clip = sorted((shared / "data/librispeech-sample").rglob("*.flac"))[0]
     speechllm = Path(sys.executable).with_name("speechllm")
     done = subprocess.run(
