@@ -395,3 +395,22 @@ def test_the_staged_recipes_build(name, tiny_dirs, tmp_path):
     config.model.encoder, config.model.llm = str(asr), str(tiny_dirs[1])
     parts = {p: n for p, n, _ in SpeechLLM.from_config(config.model).parameter_report()}
     assert parts["lora"] > 0 and parts["adapter"] == 0 and parts["llm"] == 0
+
+
+def test_overrides_into_the_stage_list_are_refused_clearly(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "model: {speech_input: whisper}\ntrain: {ctc_weight: 0.0}\n"
+        "stages: [{name: text, kind: text}]\n"
+    )
+    with pytest.raises(ConfigError, match="inside a list"):
+        RunConfig.load(path, ["stages.0.train.max_steps=3"])
+    # A stage is checked as a run of its own: its overrides cannot break a cross-field rule.
+    with pytest.raises(ConfigError, match="ctc_weight"):
+        RunConfig.from_dict(
+            {
+                "model": {"speech_input": "ctc"},
+                "train": {"ctc_weight": 1.0},
+                "stages": [{"name": "a", "kind": "joint", "train": {"ctc_weight": 0.0}}],
+            }
+        )

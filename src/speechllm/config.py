@@ -339,6 +339,7 @@ class RunConfig:
             data=build(DataConfig, data, f"{where}.data"),
             train=build(TrainConfig, train, f"{where}.train"),
         )
+        config.validate()  # the stage's own cross-field checks
         return config
 
     @classmethod
@@ -361,6 +362,11 @@ class RunConfig:
             node = raw
             parts = key.split(".")
             for part in parts[:-1]:
+                if not isinstance(node, dict):
+                    raise ConfigError(
+                        f"override {item!r}: {part!r} is inside a list; set the whole list "
+                        "(e.g. stages=[...])"
+                    )
                 node = node.setdefault(part, {})
             node[parts[-1]] = yaml.safe_load(value)
         config = cls.from_dict(raw)

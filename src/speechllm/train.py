@@ -210,7 +210,11 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         final = Path(run.train.output_dir) / "model"
         previous = str(final)
     out = Path(config.train.output_dir) / "model"
-    if final is not None and Path(config.train.output_dir).is_dir():
+    from accelerate import PartialState
+
+    # Under `accelerate launch`, one process copies; the others wait for it.
+    state = PartialState()
+    if final is not None and state.is_main_process and Path(config.train.output_dir).is_dir():
         tmp = out.with_name("model.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(final, tmp)
@@ -219,6 +223,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         (Path(config.train.output_dir) / "config.json").write_text(
             json.dumps(config.to_dict(), indent=2) + "\n"
         )
+    state.wait_for_everyone()
     return out
 
 
@@ -472,7 +477,10 @@ def _whisper_readings(
             chunk = todo[start : start + 16]
             frames, lengths = collate_frames([cache.get(a) for a in chunk])
             readings.update(zip(chunk, model.reader.read(frames, lengths), strict=True))
-            path.write_text(json.dumps(readings))
+            # Atomically: a run killed mid-write must still resume from the file.
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(readings))
+            os.replace(tmp, path)
             p.advance(bar, len(chunk))
     return readings
 

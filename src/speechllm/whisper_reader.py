@@ -68,7 +68,9 @@ class WhisperReader(nn.Module):
         hf_logging.set_verbosity_error()
         try:
             out = self.whisper.generate(
-                encoder_outputs=BaseModelOutput(last_hidden_state=frames.to(self.whisper.dtype)),
+                encoder_outputs=BaseModelOutput(
+                    last_hidden_state=frames.to(self.whisper.device, self.whisper.dtype)
+                ),
                 do_sample=False,
                 num_beams=1,
                 max_length=self.whisper.config.max_target_positions,
