@@ -71,14 +71,10 @@ def tiny_llm(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
-def tiny_whisper(seed: int = 0) -> WhisperModel:
-    torch.manual_seed(seed)
-    config = WhisperConfig(
-        vocab_size=100,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
+def tiny_whisper_config(**ids: object) -> WhisperConfig:
+    """The tiny Whisper shape every test model shares; `ids` set its vocabulary and special
+    tokens (and any other field)."""
+    shape = dict(
         num_mel_bins=80,
         d_model=32,
         encoder_layers=2,
@@ -89,6 +85,18 @@ def tiny_whisper(seed: int = 0) -> WhisperModel:
         decoder_ffn_dim=64,
         max_source_positions=1500,
         max_target_positions=64,
+    )
+    return WhisperConfig(**{**shape, **ids})
+
+
+def tiny_whisper(seed: int = 0) -> WhisperModel:
+    torch.manual_seed(seed)
+    config = tiny_whisper_config(
+        vocab_size=100,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
     )
     return WhisperModel(config).eval()
 
@@ -112,22 +120,12 @@ def save_tiny_whisper_asr(out: Path) -> Path:
         return out
     tok = tiny_tokenizer()
     start, end = tok.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
-    config = WhisperConfig(
+    config = tiny_whisper_config(
         vocab_size=len(tok),
         pad_token_id=tok.pad_token_id,
         bos_token_id=start,
         eos_token_id=end,
         decoder_start_token_id=start,
-        num_mel_bins=80,
-        d_model=32,
-        encoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_layers=1,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        max_source_positions=1500,
-        max_target_positions=64,
         begin_suppress_tokens=None,
         suppress_tokens=None,
         init_std=0.3,  # random but lively: the decoder writes varied tokens
