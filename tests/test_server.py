@@ -329,9 +329,13 @@ def test_healthz_estimate_follows_the_measured_service_time(model, slow):
 def test_a_request_that_would_miss_its_timeout_is_429_at_once(model, paused, monkeypatch):
     started, release = paused
     # The prior says a row takes 10 s: with one request in the model, the next would be
-    # answered in about 20 s, past its 15 s timeout.
+    # answered in about 20 s, past its 15 s timeout (no reserve: the arithmetic is exact).
     config = ServerConfig(
-        max_batch=1, batch_wait_ms=0, request_timeout_s=15, prior_seconds_per_row=10
+        max_batch=1,
+        batch_wait_ms=0,
+        request_timeout_s=15,
+        prior_seconds_per_row=10,
+        timeout_reserve=0,
     )
     app = create_app(model, config)
     decoded = []
@@ -362,7 +366,11 @@ def test_a_request_that_would_miss_its_timeout_is_429_at_once(model, paused, mon
 def test_a_request_is_refused_when_it_would_make_an_earlier_one_late(model, paused):
     started, release = paused
     config = ServerConfig(
-        max_batch=2, batch_wait_ms=0, request_timeout_s=5, prior_seconds_per_row=1
+        max_batch=2,
+        batch_wait_ms=0,
+        request_timeout_s=5,
+        prior_seconds_per_row=1,
+        timeout_reserve=0,
     )
     app = create_app(model, config)
     data = wav_bytes(tone())
@@ -383,6 +391,37 @@ def test_a_request_is_refused_when_it_would_make_an_earlier_one_late(model, paus
         assert first.result().status_code == 200
         assert second.result().status_code == 200, second.result().text
         assert second.result().json()["timings"]["total_s"] < 5
+
+
+@pytest.mark.parametrize("reserve, status", [(0.3, 200), (0.5, 429)])
+def test_the_timeout_reserve_refuses_a_request_planned_to_end_inside_it(
+    model, paused, reserve, status
+):
+    started, release = paused
+    # One row in the model (prior 3 s a row): the next would end in about 6 s, due in 10 s;
+    # a reserve of 0.3 plans to end it by 7 s (in time), one of 0.5 by 5 s (too late).
+    config = ServerConfig(
+        max_batch=1,
+        batch_wait_ms=0,
+        request_timeout_s=10,
+        prior_seconds_per_row=3,
+        timeout_reserve=reserve,
+    )
+    app = create_app(model, config)
+    data = wav_bytes(tone())
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post, client, data, "asr")
+        assert started.wait(30)
+        second = pool.submit(post, client, data, "asr")
+        if status == 429:
+            r = second.result()
+            assert r.status_code == 429, r.text
+            assert 1 <= int(r.headers["Retry-After"]) <= 2  # ~6 s against 5 s
+        else:
+            wait_until(lambda: app.state.batcher.queued == 1)
+        release.set()
+        assert first.result().status_code == 200
+        assert second.result().status_code == status
 
 
 def test_a_burst_gets_fast_429s_and_the_accepted_requests_their_answers_in_time(model, slow):
@@ -586,6 +625,8 @@ def test_a_long_recording_that_cannot_be_answered_in_time_is_429_at_once(
         {"prior_seconds_per_row": 0},
         {"estimate_weight": 0},
         {"estimate_weight": 1.5},
+        {"timeout_reserve": -0.1},
+        {"timeout_reserve": 1},
     ],
 )
 def test_bad_server_config_is_refused(kwargs):

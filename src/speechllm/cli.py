@@ -783,6 +783,13 @@ def serve(
             "(longer: 504; one that cannot finish in time is refused at once with 429)."
         ),
     ] = 60.0,
+    timeout_reserve: Annotated[
+        float,
+        typer.Option(
+            help="Fraction of the timeout admission control keeps in reserve for what its "
+            "model-time estimate does not see (upload decoding, CPU jitter); 0 to 1."
+        ),
+    ] = 0.2,
 ) -> None:
     """Serve the model over HTTP: POST /v1/understand (audio + task), GET /healthz, /docs."""
     import uvicorn
@@ -799,6 +806,7 @@ def serve(
             max_batch=max_batch,
             batch_wait_ms=batch_wait_ms,
             request_timeout_s=request_timeout_s,
+            timeout_reserve=timeout_reserve,
         )
         m = SpeechLLM.load(_model_dir(model))
     except SpeechLLMError as exc:

@@ -26,7 +26,7 @@ Admission control keeps latency bounded: the server measures how long the model 
 as an exponentially weighted average over its batches (`ServiceEstimate`, a prior until the first
 batch is measured). A request is refused at once with 429 and a `Retry-After` header when the
 estimate says it, or a request queued before it whose answer it would delay, would not be answered
-by its deadline: the schedule of the queued rows (earliest deadline first, `max_batch` rows per
+by its deadline, less a reserve for what the estimate does not see (`timeout_reserve`): the schedule of the queued rows (earliest deadline first, `max_batch` rows per
 call) after the time left of the batch in the model. It is checked before the upload is decoded
 (as a one-piece request: a server too busy for a short clip refuses a long one too) and again, with
 its real number of rows, when the request is queued. An idle server accepts every request. The
@@ -128,6 +128,13 @@ class ServerConfig:
     """Weight of the newest batch in the running average of seconds per row (1 = only the last
     batch counts)."""
 
+    timeout_reserve: float = 0.2
+    """Fraction of `request_timeout_s` that admission control keeps in reserve: a request is
+    accepted only if the estimate says it, and every queued request it would delay, is answered
+    this much before its deadline. The reserve covers what the model-time estimate does not see
+    (decoding the upload, a busy CPU's jitter, a batch slower than the average); 0 plans up to the
+    deadline itself (more requests accepted, some then 504)."""
+
     def __post_init__(self) -> None:
         if not self.max_upload_mb > 0:
             raise ConfigError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
@@ -152,6 +159,8 @@ class ServerConfig:
             )
         if not 0 < self.estimate_weight <= 1:
             raise ConfigError(f"estimate_weight must be in (0, 1], got {self.estimate_weight}")
+        if not 0 <= self.timeout_reserve < 1:
+            raise ConfigError(f"timeout_reserve must be in [0, 1), got {self.timeout_reserve}")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -439,12 +448,14 @@ class Batcher:
             [j.left for j in live[:pos]] + [rows] + [j.left for j in live[pos:]], now
         )
         done = after[pos]
-        late = [done - deadline] if done > deadline else []
+        # Everyone's plan must end `reserve` seconds before the deadline (ServerConfig).
+        reserve = self.config.timeout_reserve * self.config.request_timeout_s
+        late = [done - deadline + reserve] if done > deadline - reserve else []
         # Those after it in the order, and those before it whose last call it would join.
         for k, job in enumerate(live):
             t = after[k if k < pos else k + 1]
-            if t > before[k] and t > job.deadline:
-                late.append(t - job.deadline)
+            if t > before[k] and t > job.deadline - reserve:
+                late.append(t - job.deadline + reserve)
         return done, late, pos + self.in_model
 
     def answer_in(self, rows: int = 1, now: float | None = None) -> float:
