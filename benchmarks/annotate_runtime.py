@@ -34,10 +34,10 @@ from typing import Any
 
 from bench_common import Timer, default_out, log, machine, print_table, set_threads, write_json
 
-from speechllm.annotate import Annotator, annotate_texts, check
+from speechllm.annotate.annotator import Annotator, annotate_texts, check
+from speechllm.data.importers import import_slue_voxpopuli, import_vader
 from speechllm.demo import shared_dir
-from speechllm.importers import import_slue_voxpopuli, import_vader
-from speechllm.sources import packaged_gguf
+from speechllm.hub.sources import packaged_gguf
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,7 +1,7 @@
 """What every benchmark shares: the clips it speaks, the shipped model, threads, tables, JSON.
 
 Not a test helper: benchmarks print figures and are never collected by pytest. Clips are
-SLUE-VoxPopuli dev sentences (text from ../shared) spoken by piper (`speechllm.tts`), cached in
+SLUE-VoxPopuli dev sentences (text from ../shared) spoken by piper (`speechllm.data.tts`), cached in
 `work/bench-audio/` (ignored by git), so only the first run pays for the synthesis.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from speechllm.manifest import Utterance
+from speechllm.data.manifest import Utterance
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -32,7 +32,7 @@ LOAD_AT_START = os.getloadavg()[0]
 
 def shipped_model_dir() -> Path:
     """The shipped default model (what `speechllm infer` uses without --model)."""
-    from speechllm.shipped import resolve_model
+    from speechllm.hub.shipped import resolve_model
 
     return resolve_model()
 
@@ -51,9 +51,8 @@ def bench_clips(
     on: the same rows every run, so the cache is reused and figures compare across runs. Dev
     sentences are held out from the shipped model's training.
     """
-    from speechllm.demo import shared_dir
-    from speechllm.importers import import_slue_voxpopuli
-    from speechllm.tts import synthesize_manifest
+    from speechllm.data.importers import import_slue_voxpopuli, shared_dir
+    from speechllm.data.tts import synthesize_manifest
 
     tsv = shared_dir() / "data" / "slue-voxpopuli" / "slue-voxpopuli_dev.tsv"
     rows = import_slue_voxpopuli(tsv)[offset:]

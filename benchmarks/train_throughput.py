@@ -38,12 +38,12 @@ from bench_common import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
-from speechllm.audio import load_audio
 from speechllm.config import TrainConfig
-from speechllm.data import Example, TaskMixSampler, examples_for
-from speechllm.features import FeatureCache
-from speechllm.model import Batch, SpeechLLM
-from speechllm.train import make_batch
+from speechllm.data.audio import load_audio
+from speechllm.data.features import FeatureCache
+from speechllm.data.sampler import Example, TaskMixSampler, examples_for
+from speechllm.model.speechllm import Batch, SpeechLLM
+from speechllm.training.train import make_batch
 
 TASKS = ["asr", "ner"]  # the SLUE clips have transcripts and entities, no sentiment
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from speechllm.adapter import BaselineProjector, StackingAdapter, build_adapter
 from speechllm.config import AdapterConfig
+from speechllm.model.adapter import BaselineProjector, StackingAdapter, build_adapter
 
 
 def test_stacking_shapes_and_lengths():

@@ -1,4 +1,4 @@
-"""speechllm.annotate: validation, grammar, retries, cache resume, batching, CLI (tiny models);
+"""speechllm.annotate.annotator: validation, grammar, retries, cache resume, batching, CLI (tiny models);
 one end-to-end test on the real SmolLM2."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from speechllm import annotate as ann
-from speechllm.annotate import (
+from speechllm.annotate import annotator as ann
+from speechllm.annotate.annotator import (
     STRICT_SUFFIX,
     AnnotationCache,
     Annotator,
@@ -25,9 +25,9 @@ from speechllm.annotate import (
     check_sentiment,
 )
 from speechllm.cli import app
+from speechllm.data.manifest import Utterance, read_manifest, write_manifest
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
-from speechllm.manifest import Utterance, read_manifest, write_manifest
-from speechllm.prompts import parse_ner
+from speechllm.model.prompts import parse_ner
 from tiny import CORPUS, tiny_llm, tiny_tokenizer
 
 runner = CliRunner()

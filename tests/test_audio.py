@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechllm.audio import (
+from speechllm.data.audio import (
     SAMPLE_RATE,
     audio_sha256,
     decode_audio_bytes,

@@ -25,13 +25,13 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-import speechllm.audio
-from speechllm.audio import decode_audio_bytes, load_audio
+import speechllm.data.audio
 from speechllm.cli import app as cli_app
+from speechllm.data.audio import decode_audio_bytes, load_audio
 from speechllm.errors import AudioTooLongError
-from speechllm.inference import understand
-from speechllm.model import SpeechLLM
-from speechllm.server import ServerConfig, create_app
+from speechllm.inference.decode import understand
+from speechllm.model.speechllm import SpeechLLM
+from speechllm.serving.server import ServerConfig, create_app
 from tiny import lively_tiny_model
 
 
@@ -193,7 +193,7 @@ def test_server_refuses_what_test_server_does_not_cover(model, monkeypatch, case
         raise AssertionError("resampled an upload that the length check should have refused")
 
     # None of these uploads (nor the 16 kHz good one) may reach the resampler.
-    monkeypatch.setattr(speechllm.audio.soxr, "resample", no_resampling)
+    monkeypatch.setattr(speechllm.data.audio.soxr, "resample", no_resampling)
     with TestClient(create_app(model, SERVER)) as client:
         r = post(client, make(), f"{case}.wav")
         assert r.status_code == status, r.text
@@ -309,9 +309,9 @@ def test_src_never_unpickles_untrusted_files():
 def test_evaluation_and_training_paths_name_a_clip_over_30_s(model, tmp_path):
     # evaluate/experiment encode through encode_files, train through FeatureCache: both read
     # files without a length limit, so the encoder's own 30 s check must name the file.
+    from speechllm.data.features import FeatureCache
     from speechllm.errors import AudioError
-    from speechllm.features import FeatureCache
-    from speechllm.inference import encode_files
+    from speechllm.inference.decode import encode_files
 
     good, long = tmp_path / "good.wav", tmp_path / "long.wav"
     good.write_bytes(wav_bytes(tone()))

@@ -17,12 +17,15 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from speechllm import bench, cheap_labels, cli
-from speechllm.bench import BenchSpec, build_bench, even_split, sa_reference, stratified_sample
+from speechllm import cli
+from speechllm.data import bench
+from speechllm.data.audio import WHISPER_WINDOW_SECONDS
+from speechllm.data.bench import BenchSpec, build_bench, even_split, sa_reference, stratified_sample
+from speechllm.data.importers import import_slue_voxpopuli
+from speechllm.data.manifest import Utterance, read_manifest
 from speechllm.errors import AudioError, ConfigError, ModelSourceError
-from speechllm.importers import import_slue_voxpopuli
+from speechllm.evaluation import cheap_labels
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
-from speechllm.manifest import Utterance, read_manifest
 from tiny import require
 
 runner = CliRunner()
@@ -397,7 +400,7 @@ def test_bench_build_end_to_end(shared, tmp_path):
         audio, rate = sf.read(u.audio, dtype="float32")
         assert rate == 16000 and audio.ndim == 1
         assert len(audio) / rate == pytest.approx(u.duration, abs=1e-3)
-        assert 0.5 < u.duration < bench.MAX_CLIP_SECONDS
+        assert 0.5 < u.duration < WHISPER_WINDOW_SECONDS
         assert 0.01 < np.abs(audio).max() <= 1.0  # speech, not silence
 
     info = json.loads((out / "bench.json").read_text())

@@ -13,19 +13,15 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from speechllm.annotate import Annotator
-from speechllm.cascade import (
-    WhisperTranscriber,
-    normalize_transcript,
-    number_words,
-    ordinal_words,
-    run_cascade,
-)
+from speechllm.annotate.annotator import Annotator
 from speechllm.cli import app
 from speechllm.config import AdapterConfig, ModelConfig
+from speechllm.data.manifest import Utterance, read_manifest, write_manifest
+from speechllm.data.normalize import normalize_transcript, number_words, ordinal_words
+from speechllm.evaluation.cascade import run_cascade
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
-from speechllm.manifest import Utterance, read_manifest, write_manifest
-from speechllm.model import SpeechLLM
+from speechllm.model.speechllm import SpeechLLM
+from speechllm.model.whisper_reader import WhisperTranscriber
 from tiny import save_tiny_whisper_asr
 
 runner = CliRunner()
@@ -386,13 +382,13 @@ def test_cli_cascade_and_end_to_end_share_the_report(tiny_run, tiny_manifest, tm
 
 @pytest.mark.e2e
 def test_cascade_on_librispeech_with_the_packaged_models(shared, tmp_path):
-    from speechllm.importers import import_librispeech
+    from speechllm.data.importers import import_librispeech
 
     utts = import_librispeech(shared / "data/librispeech-sample/LibriSpeech")[:2]
     for u in utts:  # labels, so that the LLM labels the transcripts too
         u.entities, u.sentiment = [], "Neutral"
     write_manifest(tmp_path / "m.jsonl", utts)
-    from speechllm.shipped import resolve_model
+    from speechllm.hub.shipped import resolve_model
 
     run = resolve_model()
     out = tmp_path / "out"

@@ -49,7 +49,7 @@ def test_export_merges_lora_into_a_plain_llm(tiny_dirs, tmp_path):
     import torch
 
     from speechllm.config import AdapterConfig, LoraSettings, ModelConfig
-    from speechllm.model import SpeechLLM
+    from speechllm.model.speechllm import SpeechLLM
 
     w, lm = tiny_dirs
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ import yaml
 from typer.testing import CliRunner
 
 from speechllm.cli import app
-from speechllm.manifest import Utterance, read_manifest, write_manifest
+from speechllm.data.manifest import Utterance, read_manifest, write_manifest
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -112,9 +112,9 @@ def test_infer_with_no_other_argument_uses_the_shipped_default_quietly(shared, t
     import sys
     from pathlib import Path
 
-    from speechllm.model import read_model_config
-    from speechllm.shipped import resolve_model
-    from speechllm.sources import fetch
+    from speechllm.hub.shipped import resolve_model
+    from speechllm.hub.sources import fetch
+    from speechllm.model.speechllm import read_model_config
 
     # Base models fetched first: a first fetch's conversion is a separate, one-off step.
     config = read_model_config(resolve_model())

@@ -21,8 +21,8 @@ from transformers import (
     WhisperProcessor,
 )
 
-from speechllm.ct2 import convert_whisper, read_ct2
 from speechllm.errors import ModelSourceError
+from speechllm.hub.ct2 import convert_whisper, read_ct2
 
 # ------------------------------------------------------------------------------ a CT2 writer
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from speechllm.ctc import CTCHead
+from speechllm.model.ctc import CTCHead
 
 D = 8
 

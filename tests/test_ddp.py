@@ -9,7 +9,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from speechllm.train import train
+from speechllm.training.train import train
 from test_train import tiny_run
 
 

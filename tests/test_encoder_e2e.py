@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from speechllm.audio import load_audio
-from speechllm.encoder import load_speech_encoder
-from speechllm.sources import resolve
+from speechllm.data.audio import load_audio
+from speechllm.hub.sources import resolve
+from speechllm.model.encoder import load_speech_encoder
 
 pytestmark = pytest.mark.e2e
 

@@ -8,8 +8,10 @@ import yaml
 from PIL import Image
 
 from speechllm.config import RunConfig
+from speechllm.data.manifest import read_manifest
 from speechllm.errors import ConfigError
-from speechllm.experiment import (
+from speechllm.model.speechllm import SpeechLLM
+from speechllm.training.experiment import (
     ExperimentConfig,
     plan_rows,
     row_run_config,
@@ -17,8 +19,6 @@ from speechllm.experiment import (
     score_row,
     train_row,
 )
-from speechllm.manifest import read_manifest
-from speechllm.model import SpeechLLM
 from test_train import make_corpus
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 from speechllm.config import AdapterConfig, ClassifierHeadsConfig, LoraSettings, ModelConfig
 from speechllm.errors import ConfigError, ModelSourceError
-from speechllm.export import MERGED_LLM_DIR, export_model
-from speechllm.model import CONFIG_FILE, WEIGHTS_FILE, Batch, SpeechLLM, read_model_config
+from speechllm.model.export import MERGED_LLM_DIR, export_model
+from speechllm.model.speechllm import CONFIG_FILE, WEIGHTS_FILE, Batch, SpeechLLM, read_model_config
 
 TASKS = ["asr", "ner", "sa"]
 

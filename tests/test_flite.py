@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
+from speechllm.data.tts import FLITE_VOICES, FliteVoice, make_voice
 from speechllm.errors import ModelSourceError
-from speechllm.tts import FLITE_VOICES, FliteVoice, make_voice
 
 
 def test_unknown_voices_are_refused_with_the_choices():

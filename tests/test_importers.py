@@ -11,8 +11,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from speechllm.cli import app
-from speechllm.errors import AudioError, ManifestError
-from speechllm.importers import (
+from speechllm.data.importers import (
     import_librispeech,
     import_slue_voxceleb,
     import_slue_voxpopuli,
@@ -20,8 +19,9 @@ from speechllm.importers import (
     vader_reserved_ids,
     vader_sentiment,
 )
+from speechllm.data.manifest import read_manifest, write_manifest
+from speechllm.errors import AudioError, ManifestError
 from speechllm.labels import SLUE_TAGS
-from speechllm.manifest import read_manifest, write_manifest
 
 HEADER = "id\traw_text\tnormalized_text\tspeaker_id\tsplit\traw_ner\tnormalized_ner\n"
 

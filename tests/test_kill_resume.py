@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from speechllm.cli import app
 from speechllm.config import RunConfig
 from speechllm.errors import CheckpointError
-from speechllm.train import CHECKPOINTS, latest_checkpoint, train
+from speechllm.training.train import CHECKPOINTS, latest_checkpoint, train
 from test_train import tiny_run
 
 # The CLI entry point installed beside the interpreter running the tests (the venv's).

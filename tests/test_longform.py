@@ -15,12 +15,18 @@ import torch
 from scipy.signal import lfilter
 from typer.testing import CliRunner
 
-from speechllm import longform
-from speechllm.audio import SAMPLE_RATE, load_audio
 from speechllm.cli import app as cli_app
-from speechllm.inference import understand
-from speechllm.longform import FRAME, Segment, join_results, overall_sentiment, split_speech
-from speechllm.model import SpeechLLM
+from speechllm.data.audio import SAMPLE_RATE, load_audio
+from speechllm.inference import longform
+from speechllm.inference.decode import understand
+from speechllm.inference.longform import (
+    FRAME,
+    Segment,
+    join_results,
+    overall_sentiment,
+    split_speech,
+)
+from speechllm.model.speechllm import SpeechLLM
 from tiny import lively_tiny_model
 
 SR = SAMPLE_RATE
@@ -447,8 +453,8 @@ def test_a_ten_minute_recording_reads_as_well_as_its_clips(shared, tmp_path):
     """The shipped default through `speechllm infer` on a 10-minute recording (the 4 real
     LibriSpeech clips, CC BY 4.0, repeated with pauses): its one transcript's WER is within 2
     points of the WER of the same clips read one by one."""
-    from speechllm.importers import import_librispeech
-    from speechllm.slue import wer
+    from speechllm.data.importers import import_librispeech
+    from speechllm.evaluation.slue import wer
 
     utts = import_librispeech(shared / "data" / "librispeech-sample")
     clips = [load_audio(u.audio) for u in utts]

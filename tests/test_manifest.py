@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from speechllm.data.manifest import Utterance, read_manifest, write_manifest
 from speechllm.errors import ManifestError
-from speechllm.manifest import Utterance, read_manifest, write_manifest
 
 GOOD = {
     "id": "u1",

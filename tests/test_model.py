@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from speechllm.config import AdapterConfig, LoraSettings, ModelConfig
-from speechllm.data import collate_frames
-from speechllm.encoder import load_speech_encoder
-from speechllm.model import Batch, SpeechLLM
+from speechllm.data.sampler import collate_frames
+from speechllm.model.encoder import load_speech_encoder
+from speechllm.model.speechllm import Batch, SpeechLLM
 
 
 def make_model(tiny_dirs, **kw) -> SpeechLLM:

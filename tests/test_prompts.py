@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from speechllm.importers import import_slue_voxpopuli
-from speechllm.prompts import format_ner, parse_ner, parse_sentiment, target_text
+from speechllm.data.importers import import_slue_voxpopuli
+from speechllm.model.prompts import format_ner, parse_ner, parse_sentiment, target_text
 
 
 def test_format_then_parse_round_trip():

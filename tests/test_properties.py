@@ -19,12 +19,10 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from speechllm.data.manifest import REQUIRED_KEYS, Utterance, read_manifest, write_manifest
 from speechllm.errors import ManifestError
-from speechllm.labels import ONTONOTES_TO_SLUE, SENTIMENTS, SLUE_TAGS
-from speechllm.manifest import REQUIRED_KEYS, Utterance, read_manifest, write_manifest
-from speechllm.prompts import format_ner, parse_asr, parse_ner, parse_sentiment
-from speechllm.report import compute_metrics
-from speechllm.slue import (
+from speechllm.evaluation.report import compute_metrics
+from speechllm.evaluation.slue import (
     ner_scores,
     normalize_text,
     sentiment_macro_f1,
@@ -32,6 +30,8 @@ from speechllm.slue import (
     wer,
     word_errors,
 )
+from speechllm.labels import ONTONOTES_TO_SLUE, SENTIMENTS, SLUE_TAGS
+from speechllm.model.prompts import format_ner, parse_asr, parse_ner, parse_sentiment
 
 # deadline=None: a training run shares this machine's CPUs, so per-example times vary widely.
 FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,4 @@
-"""Int8 LLM weights (`speechllm.quantize`) on a tiny random whisper-route model with LoRA."""
+"""Int8 LLM weights (`speechllm.model.quantize`) on a tiny random whisper-route model with LoRA."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from speechllm.config import AdapterConfig, LoraSettings, ModelConfig
-from speechllm.model import SpeechLLM
-from speechllm.quantize import (
+from speechllm.model.quantize import (
     Int8DecodeLinear,
     QuantizedSpeechLLM,
     float_linear_names,
     quantize_llm,
     quantized_linear_names,
 )
+from speechllm.model.speechllm import SpeechLLM
 from tiny import CORPUS, save_tiny_whisper_asr
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

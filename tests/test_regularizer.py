@@ -8,10 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from speechllm.config import AdapterConfig, ClassifierHeadsConfig, ModelConfig
+from speechllm.data.manifest import Utterance
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
-from speechllm.manifest import Utterance
-from speechllm.model import CONFIG_FILE, Batch, SpeechLLM
-from speechllm.regularizer import ClassifierHeads, tag_targets
+from speechllm.model.regularizer import ClassifierHeads, tag_targets
+from speechllm.model.speechllm import CONFIG_FILE, Batch, SpeechLLM
 from test_model import make_model, waves
 
 POOLINGS = ["mean", "attention"]
@@ -174,8 +174,8 @@ def test_bad_head_settings_are_clear_errors():
 
 
 def test_evaluate_reports_the_heads_sentiment_f1(tiny_dirs):
-    from speechllm.inference import evaluate
-    from speechllm.report import score_answers
+    from speechllm.evaluation.report import score_answers
+    from speechllm.inference.decode import evaluate
 
     w, lm = tiny_dirs
     cfg = ModelConfig(

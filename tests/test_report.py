@@ -1,4 +1,4 @@
-"""`speechllm score` / `evaluate` and speechllm.report: figures computed by hand, SLUE files, plots."""
+"""`speechllm score` / `evaluate` and speechllm.evaluation.report: figures computed by hand, SLUE files, plots."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from speechllm import report
 from speechllm.cli import app
+from speechllm.data.manifest import Utterance, read_manifest, write_manifest
 from speechllm.errors import ManifestError
-from speechllm.manifest import Utterance, read_manifest, write_manifest
+from speechllm.evaluation import report
 from tiny import require
 
 runner = CliRunner()
@@ -289,7 +289,7 @@ def test_tasks_limit_what_is_scored(tmp_path):
 
 
 def test_evaluate_on_a_tiny_run(tiny_dirs, tmp_path):
-    from speechllm.train import train
+    from speechllm.training.train import train
     from test_train import tiny_run
 
     cfg = tiny_run(tiny_dirs, tmp_path, steps=2)

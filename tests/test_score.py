@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from speechllm.cli import app
-from speechllm.manifest import read_manifest
+from speechllm.data.manifest import read_manifest
 
 runner = CliRunner()
 

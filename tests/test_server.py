@@ -15,13 +15,13 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-import speechllm.server
-from speechllm.audio import decode_audio_bytes
+import speechllm.serving.server
 from speechllm.cli import app as cli_app
+from speechllm.data.audio import decode_audio_bytes
 from speechllm.errors import ConfigError
-from speechllm.inference import understand
-from speechllm.longform import join_results, split_speech
-from speechllm.server import ServerConfig, ServiceEstimate, create_app
+from speechllm.inference.decode import understand
+from speechllm.inference.longform import join_results, split_speech
+from speechllm.serving.server import ServerConfig, ServiceEstimate, create_app
 from test_longform import alone, concatenate, librispeech_clips
 from tiny import lively_tiny_model
 
@@ -339,9 +339,9 @@ def test_a_request_that_would_miss_its_timeout_is_429_at_once(model, paused, mon
     )
     app = create_app(model, config)
     decoded = []
-    real_decode = speechllm.server.decode_audio_bytes
+    real_decode = speechllm.serving.server.decode_audio_bytes
     monkeypatch.setattr(
-        speechllm.server,
+        speechllm.serving.server,
         "decode_audio_bytes",
         lambda *a, **k: decoded.append(1) or real_decode(*a, **k),
     )
@@ -537,13 +537,13 @@ def test_a_short_clip_passes_ahead_of_the_rest_of_a_long_recording(
     arriving while it is in the model is answered in the next call, not after all its pieces."""
     started, release = paused
     calls = []  # the clips of each model call, by their lengths in samples
-    real_run = speechllm.server._run_batch
+    real_run = speechllm.serving.server._run_batch
 
     def recording(model, items):
         calls.append([len(audio) for audio, _ in items])
         return real_run(model, items)
 
-    monkeypatch.setattr(speechllm.server, "_run_batch", recording)
+    monkeypatch.setattr(speechllm.serving.server, "_run_batch", recording)
     short = wav_bytes(tone())
     short_samples = len(decode_audio_bytes(short, "x"))
     app = create_app(model, ServerConfig(max_batch=2, batch_wait_ms=0))
@@ -594,9 +594,9 @@ def test_a_long_recording_that_cannot_be_answered_in_time_is_429_at_once(
     config = ServerConfig(max_batch=1, batch_wait_ms=0, prior_seconds_per_row=100)
     app = create_app(model, config)
     decoded = []
-    real_decode = speechllm.server.decode_audio_bytes
+    real_decode = speechllm.serving.server.decode_audio_bytes
     monkeypatch.setattr(
-        speechllm.server,
+        speechllm.serving.server,
         "decode_audio_bytes",
         lambda *a, **k: decoded.append(1) or real_decode(*a, **k),
     )

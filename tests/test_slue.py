@@ -1,4 +1,4 @@
-"""speechllm.slue against the SLUE toolkit's own scoring code.
+"""speechllm.evaluation.slue against the SLUE toolkit's own scoring code.
 
 The oracle is PyPI `slue-evaluator==0.8` (a dev dependency): it ships slue-toolkit's
 `eval/eval_utils.py` (`get_ner_scores`, `get_wer`) as `slue_toolkit_eval_utils`, its
@@ -23,9 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from speechllm.importers import import_slue_voxpopuli
-from speechllm.labels import ONTONOTES_TO_SLUE
-from speechllm.slue import (
+from speechllm.data.importers import import_slue_voxpopuli
+from speechllm.evaluation.slue import (
     ner_scores,
     normalize_phrase,
     normalize_text,
@@ -34,6 +33,7 @@ from speechllm.slue import (
     slue_score,
     wer,
 )
+from speechllm.labels import ONTONOTES_TO_SLUE
 from tiny import require
 
 TOL = 1e-9

@@ -20,9 +20,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechllm import sources
 from speechllm.errors import ModelSourceError
-from speechllm.sources import SourceInfo, fetch, is_fetched, list_sources, resolve
+from speechllm.hub import sources
+from speechllm.hub.sources import SourceInfo, fetch, is_fetched, list_sources, resolve
 
 # ------------------------------------------------------------------------------ fast: logic
 
@@ -213,7 +213,7 @@ def _transcribe_wer(model_dir: Path, clips: list[tuple[np.ndarray, str]]) -> flo
 
 @pytest.mark.e2e
 def test_whisper_tiny_en_converts_and_transcribes(cache: Path, librispeech) -> None:
-    from speechllm.encoder import load_speech_encoder
+    from speechllm.model.encoder import load_speech_encoder
 
     path = _timed_fetch("whisper-tiny.en")
     assert path == cache / "whisper-tiny.en"

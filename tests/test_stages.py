@@ -19,13 +19,13 @@ from speechllm.config import (
     SpecAugmentConfig,
     TextNoiseConfig,
 )
-from speechllm.data import examples_for, spec_augment
+from speechllm.data.manifest import Utterance, write_manifest
+from speechllm.data.sampler import examples_for, spec_augment
 from speechllm.errors import ConfigError
-from speechllm.inference import understand
-from speechllm.manifest import Utterance, write_manifest
-from speechllm.model import SpeechLLM
-from speechllm.prompts import ALL_SEPARATOR, parse_all, target_text
-from speechllm.train import train
+from speechllm.inference.decode import understand
+from speechllm.model.prompts import ALL_SEPARATOR, parse_all, target_text
+from speechllm.model.speechllm import SpeechLLM
+from speechllm.training.train import train
 from tiny import save_tiny_whisper_asr
 
 TEXTS = [
@@ -350,8 +350,8 @@ def test_resume_skips_finished_stages_and_continues_the_current_one(tmp_path, ti
 
 def test_a_model_of_another_prompt_version_is_refused(whisper_route, tmp_path):
     from speechllm.errors import ModelSourceError
-    from speechllm.model import CONFIG_FILE, read_model_config
-    from speechllm.prompts import PROMPT_VERSION
+    from speechllm.model.prompts import PROMPT_VERSION
+    from speechllm.model.speechllm import CONFIG_FILE, read_model_config
 
     folder = whisper_route.save(tmp_path / "model")
     assert read_model_config(folder).speech_input == "whisper"
@@ -363,7 +363,7 @@ def test_a_model_of_another_prompt_version_is_refused(whisper_route, tmp_path):
 
 
 def test_decode_reads_each_clip_once_and_answers_as_generate(whisper_route, monkeypatch):
-    from speechllm.inference import decode
+    from speechllm.inference.decode import decode
 
     model = whisper_route
     frames, _ = model.encoder([_noise(1.0, 0), _noise(2.0, 1)])

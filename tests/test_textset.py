@@ -2,9 +2,9 @@
 
 import json
 
-from speechllm.importers import import_slue_voxpopuli
-from speechllm.manifest import read_manifest
-from speechllm.textset import MAX_WORDS, build_text_corpus, reserved_ids
+from speechllm.data.importers import import_slue_voxpopuli
+from speechllm.data.manifest import read_manifest
+from speechllm.data.textset import MAX_WORDS, build_text_corpus, reserved_ids
 
 
 def test_text_corpus_holds_no_reserved_utterance(shared, tmp_path):

@@ -19,8 +19,8 @@ from speechllm.config import (
     RunConfig,
     TrainConfig,
 )
-from speechllm.manifest import Utterance, write_manifest
-from speechllm.train import latest_checkpoint, train
+from speechllm.data.manifest import Utterance, write_manifest
+from speechllm.training.train import latest_checkpoint, train
 
 WORDS = ["brussels", "monday", "commission", "european", "the", "met", "in", "on"]
 
@@ -146,7 +146,7 @@ def test_ctc_vocabulary_is_the_training_tokens_and_is_saved(tiny_dirs, tmp_path)
     cfg = tiny_run(tiny_dirs, tmp_path, steps=6, ctc_warmup_steps=3)
     cfg.train.log_every = 1
     model_dir = train(cfg)
-    from speechllm.model import SpeechLLM
+    from speechllm.model.speechllm import SpeechLLM
 
     model = SpeechLLM.load(model_dir)
     texts = [json.loads(line)["text"] for line in (tmp_path / "data/m.jsonl").open()]
@@ -157,7 +157,7 @@ def test_ctc_vocabulary_is_the_training_tokens_and_is_saved(tiny_dirs, tmp_path)
 
 
 def test_lora_gets_its_own_learning_rate(tiny_dirs, tmp_path, monkeypatch):
-    import speechllm.train as train_module
+    import speechllm.training.train as train_module
 
     seen = {}
     real = torch.optim.AdamW
@@ -202,7 +202,7 @@ def test_classifier_regularizer_trains_the_heads(tiny_dirs, tmp_path):
     assert {"cls_sa_macro_f1", "cls_tag_f1", "sa_macro_f1"} <= final.keys()
     saved = load_file(str(model_dir / "model.safetensors"))
     assert any(k.startswith("classifier.") for k in saved)
-    from speechllm.model import SpeechLLM
+    from speechllm.model.speechllm import SpeechLLM
 
     assert SpeechLLM.load(model_dir).classifier is not None  # strict load: heads saved
 

@@ -17,8 +17,8 @@ from rich.console import Console
 from safetensors.torch import load_file
 
 from speechllm.config import LoraSettings, RunConfig
-from speechllm.inference import decode
-from speechllm.train import CHECKPOINTS, latest_checkpoint, train
+from speechllm.inference.decode import decode
+from speechllm.training.train import CHECKPOINTS, latest_checkpoint, train
 from test_kill_resume import assert_bitwise_equal
 from test_model import make_model, waves
 from test_train import read_log, tiny_run
@@ -147,7 +147,7 @@ def test_training_evaluation_and_cli_evaluate_give_the_same_figures(tiny_dirs, t
     from typer.testing import CliRunner
 
     from speechllm.cli import app
-    from speechllm.manifest import read_manifest, write_manifest
+    from speechllm.data.manifest import read_manifest, write_manifest
 
     config = tiny_run(tiny_dirs, tmp_path, steps=2)
     held_out = tmp_path / "held-out.jsonl"

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechllm.audio import load_audio
-from speechllm.errors import ManifestError, ModelSourceError
-from speechllm.manifest import Utterance, read_manifest, write_manifest
-from speechllm.tts import (
+from speechllm.data.audio import load_audio
+from speechllm.data.manifest import Utterance, read_manifest, write_manifest
+from speechllm.data.tts import (
     LENGTH_SCALE_RANGE,
     NOISE_SCALE_RANGE,
     NOISE_W_RANGE,
@@ -21,6 +20,7 @@ from speechllm.tts import (
     synthesize_manifest,
     wav_name,
 )
+from speechllm.errors import ManifestError, ModelSourceError
 
 
 class FakeVoice:

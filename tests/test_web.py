@@ -32,9 +32,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from speechllm.labels import SLUE_TAGS
-from speechllm.model import SpeechLLM
-from speechllm.prompts import format_ner
-from speechllm.server import WEB_DIR, create_app
+from speechllm.model.prompts import format_ner
+from speechllm.model.speechllm import SpeechLLM
+from speechllm.serving.server import WEB_DIR, create_app
 from test_longform import concatenate, librispeech_clips
 from tiny import lively_tiny_model, require
 
@@ -624,9 +624,9 @@ SENTENCE = "mister president on monday the european parliament voted in strasbou
 
 @pytest.mark.e2e
 def test_shipped_model_through_the_page(page: Any, tmp_path: Path) -> None:
-    from speechllm.audio import save_wav
-    from speechllm.shipped import DEFAULT_MODEL, resolve_model
-    from speechllm.tts import PiperVoice
+    from speechllm.data.audio import save_wav
+    from speechllm.data.tts import PiperVoice
+    from speechllm.hub.shipped import DEFAULT_MODEL, resolve_model
 
     # Zero noise makes piper deterministic (its noise is not seeded), so the clip is the same
     # on every run.

@@ -157,7 +157,7 @@ def lively_tiny_model(tiny_dirs: tuple[Path, Path]):
     """The tiny random SpeechLLM of the server, CLI and web tests: its adapter perturbed so that
     answers (noise, but real ones) move with the audio."""
     from speechllm.config import AdapterConfig, ModelConfig
-    from speechllm.model import SpeechLLM
+    from speechllm.model.speechllm import SpeechLLM
 
     w, lm = tiny_dirs
     torch.manual_seed(0)

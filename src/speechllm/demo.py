@@ -17,7 +17,6 @@ Nothing trains: the demo shows what the package answers out of the box. Its size
 from __future__ import annotations
 
 import json
-import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -27,25 +26,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from speechllm.errors import ConfigError
+from speechllm.data.importers import shared_dir
 
 console = Console(stderr=True)
-
-
-def shared_dir() -> Path:
-    """../shared beside the repo, or $SPEECHLLM_SHARED."""
-    env = os.environ.get("SPEECHLLM_SHARED")
-    candidates = (
-        [Path(env)]
-        if env
-        else [Path.cwd().parent / "shared", Path(__file__).resolve().parents[3] / "shared"]
-    )
-    for c in candidates:
-        if (c / "data").is_dir():
-            return c
-    raise ConfigError(
-        "the project data folder ../shared was not found; set SPEECHLLM_SHARED to its path"
-    )
 
 
 def demo_settings() -> dict[str, Any]:
@@ -54,15 +37,15 @@ def demo_settings() -> dict[str, Any]:
 
 def run_demo(workdir: Path, show: int | None = None) -> dict[str, Any]:
     """Run the demo in `workdir`; returns (and writes to demo_summary.json) its figures."""
-    from speechllm import report
-    from speechllm.bench import BenchSpec, build_bench
-    from speechllm.cascade import load_cascade, run_cascade
-    from speechllm.importers import import_librispeech
-    from speechllm.inference import encode_files
-    from speechllm.inference import evaluate as answer_clips
-    from speechllm.model import SpeechLLM, read_model_config
-    from speechllm.shipped import DEFAULT_MODEL, resolve_model
-    from speechllm.sources import fetch
+    from speechllm.data.bench import BenchSpec, build_bench
+    from speechllm.data.importers import import_librispeech
+    from speechllm.evaluation import report
+    from speechllm.evaluation.cascade import load_cascade, run_cascade
+    from speechllm.hub.shipped import DEFAULT_MODEL, resolve_model
+    from speechllm.hub.sources import fetch
+    from speechllm.inference.decode import encode_files
+    from speechllm.inference.decode import evaluate as answer_clips
+    from speechllm.model.speechllm import SpeechLLM, read_model_config
 
     settings = demo_settings()
     workdir = workdir.resolve()

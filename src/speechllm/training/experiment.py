@@ -29,8 +29,8 @@ from typing import Any
 import yaml
 
 from speechllm.config import RunConfig, build
+from speechllm.data.manifest import read_manifest, write_manifest
 from speechllm.errors import ConfigError
-from speechllm.manifest import read_manifest, write_manifest
 
 
 @dataclass
@@ -198,7 +198,7 @@ def row_run_config(config: ExperimentConfig, plan: RowPlan, seed: int, work: Pat
 def trainable_parameters(run: RunConfig) -> dict[str, int]:
     """Trainable parameter counts of the row's model: `adapter` (the projector the paper
     compares), `total` (adapter, CTC head, classifier heads, LoRA)."""
-    from speechllm.model import SpeechLLM
+    from speechllm.model.speechllm import SpeechLLM
 
     model = SpeechLLM.from_config(run.model)
     report = {part: t for part, t, _ in model.parameter_report()}
@@ -351,7 +351,7 @@ def render_results(config: ExperimentConfig, table: list[dict[str, Any]]) -> str
 def plot_results(table: list[dict[str, Any]], path: Path) -> None:
     """Grouped bars: WER, NER F1, SA F1 and SLUE score per row (the mean over seeds), with the
     min-max over seeds as error bars where there are several."""
-    from speechllm.report import _figure, _save
+    from speechllm.evaluation.report import _figure, _save
 
     fig = _figure((8.0, 4.0))
     ax = fig.add_subplot(1, 1, 1)
@@ -375,7 +375,7 @@ def plot_results(table: list[dict[str, Any]], path: Path) -> None:
 
 def train_row(run: RunConfig) -> Path:
     """Train one row (resuming a killed one); the default trainer."""
-    from speechllm.train import train
+    from speechllm.training.train import train
 
     return train(run, resume=True)
 
@@ -383,10 +383,10 @@ def train_row(run: RunConfig) -> Path:
 def score_row(model_dir: Path, settings: ExperimentEval, out: Path) -> dict[str, Any]:
     """Decode and score `settings.manifest` with the model in `model_dir` as `speechllm evaluate`
     does (every task each utterance has labels for); writes the report to `out`."""
-    from speechllm import report
-    from speechllm.inference import encode_files
-    from speechllm.inference import evaluate as decode_and_score
-    from speechllm.model import SpeechLLM
+    from speechllm.evaluation import report
+    from speechllm.inference.decode import encode_files
+    from speechllm.inference.decode import evaluate as decode_and_score
+    from speechllm.model.speechllm import SpeechLLM
 
     utts = read_manifest(settings.manifest, require_audio=True)
     if settings.max_utterances:

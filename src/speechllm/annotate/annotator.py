@@ -73,10 +73,10 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import torch
 
+from speechllm.data.manifest import Utterance
 from speechllm.errors import ModelSourceError
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
-from speechllm.manifest import Utterance
-from speechllm.prompts import parse_ner, parse_sentiment
+from speechllm.model.prompts import parse_ner, parse_sentiment
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -694,7 +694,7 @@ class Annotator:
         """Load a packaged model name (`sources.py`), a local HF directory or a hub id."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from speechllm.sources import resolve
+        from speechllm.hub.sources import resolve
 
         path = resolve(name)
         try:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from speechllm.audio import SAMPLE_RATE
+from speechllm.data.audio import SAMPLE_RATE, WHISPER_WINDOW_SECONDS
 from speechllm.errors import SpeechLLMError
 
 FRAME = 512
@@ -129,7 +129,7 @@ def speech_probabilities(audio: np.ndarray) -> np.ndarray:
 
 def split_speech(
     audio: np.ndarray,
-    max_seconds: float = 30.0,
+    max_seconds: float = WHISPER_WINDOW_SECONDS,
     *,
     threshold: float = 0.5,
     min_speech_s: float = 0.25,

@@ -25,10 +25,10 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
+from speechllm.data.manifest import Utterance
 from speechllm.errors import ModelSourceError
+from speechllm.evaluation.slue import ner_scores, sentiment_macro_f1
 from speechllm.labels import ONTONOTES_TO_SLUE, SENTIMENTS
-from speechllm.manifest import Utterance
-from speechllm.slue import ner_scores, sentiment_macro_f1
 
 INSTALL_HINT = "pip install 'speechllm[labels]'"
 

@@ -13,9 +13,26 @@ from pathlib import Path
 
 import soundfile as sf
 
-from speechllm.errors import AudioError, ManifestError
+from speechllm.data.manifest import Utterance, problems_error
+from speechllm.errors import AudioError, ConfigError, ManifestError
 from speechllm.labels import ONTONOTES_TO_SLUE, SENTIMENTS
-from speechllm.manifest import Utterance, problems_error
+
+
+def shared_dir() -> Path:
+    """../shared beside the repo, or $SPEECHLLM_SHARED."""
+    env = os.environ.get("SPEECHLLM_SHARED")
+    candidates = (
+        [Path(env)]
+        if env
+        else [Path.cwd().parent / "shared", Path(__file__).resolve().parents[4] / "shared"]
+    )
+    for c in candidates:
+        if (c / "data").is_dir():
+            return c
+    raise ConfigError(
+        "the project data folder ../shared was not found; set SPEECHLLM_SHARED to its path"
+    )
+
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".flac", ".wav", ".ogg")
 """Looked for, in this order, as `<audio_dir>/<id><ext>` (SLUE ships .ogg; many users convert)."""

@@ -8,12 +8,12 @@ from typing import Any
 import torch
 
 from speechllm.config import DECODE_BATCH
-from speechllm.data import collate_frames
-from speechllm.manifest import Utterance
-from speechllm.model import SpeechLLM
-from speechllm.prompts import parse_all, parse_asr, parse_ner, parse_sentiment
-from speechllm.regularizer import predicted_sentiment, predicted_tags
-from speechllm.slue import sentiment_macro_f1, wer
+from speechllm.data.manifest import Utterance
+from speechllm.data.sampler import collate_frames
+from speechllm.evaluation.slue import sentiment_macro_f1, wer
+from speechllm.model.prompts import parse_all, parse_asr, parse_ner, parse_sentiment
+from speechllm.model.regularizer import predicted_sentiment, predicted_tags
+from speechllm.model.speechllm import SpeechLLM
 
 
 def decode(
@@ -73,7 +73,7 @@ def encode_files(
     each clip the frames it gets alone (the encoder masks padding), so the batch size changes
     only the speed.
     """
-    from speechllm.audio import load_audio
+    from speechllm.data.audio import load_audio
 
     out: list[torch.Tensor] = []
     for start in range(0, len(paths), batch_size):

@@ -21,7 +21,13 @@ import shutil
 from pathlib import Path
 
 from speechllm.errors import ConfigError, ModelSourceError
-from speechllm.model import CONFIG_FILE, WEIGHTS_FILE, SpeechLLM, read_model_config, write_model_dir
+from speechllm.model.speechllm import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    SpeechLLM,
+    read_model_config,
+    write_model_dir,
+)
 
 MERGED_LLM_DIR = "llm"
 """Sub-folder of a merged export that holds the LLM with LoRA merged in."""

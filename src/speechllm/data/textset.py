@@ -30,7 +30,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from speechllm.manifest import write_manifest
+from speechllm.data.manifest import write_manifest
 
 SLUE_TRAIN = Path("data/slue-voxpopuli/slue-voxpopuli_fine-tune.tsv")
 VADER_DIR = Path("data/vader-ratings")
@@ -49,9 +49,8 @@ def build_text_corpus(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Write the text corpus into `out` (see the module docstring); returns its summary."""
-    from speechllm.bench import sa_reference
-    from speechllm.demo import shared_dir
-    from speechllm.importers import import_slue_voxpopuli, import_vader
+    from speechllm.data.bench import sa_reference
+    from speechllm.data.importers import import_slue_voxpopuli, import_vader, shared_dir
 
     shared = shared if shared is not None else shared_dir()
     out = Path(out)
@@ -74,7 +73,7 @@ def build_text_corpus(
         },
     }
     if synthetic:
-        from speechllm.cheap_labels import SpacyTagger, VaderScorer, package_versions
+        from speechllm.evaluation.cheap_labels import SpacyTagger, VaderScorer, package_versions
 
         scorer = VaderScorer()
         slue = [
@@ -130,8 +129,8 @@ def _counts(values: Any) -> dict[str, int]:
 def reserved_ids(shared: Path) -> set[str]:
     """Ids of every utterance reserved for evaluation: SLUE-VoxPopuli dev and the VADER snippets
     of test-ids.tsv (for tests that training data holds none of them)."""
-    from speechllm.bench import SLUE_DEV
-    from speechllm.importers import import_slue_voxpopuli, vader_reserved_ids
+    from speechllm.data.bench import SLUE_DEV
+    from speechllm.data.importers import import_slue_voxpopuli, vader_reserved_ids
 
     ids = {u.id for u in import_slue_voxpopuli(shared / SLUE_DEV)}
     return ids | (vader_reserved_ids(shared / VADER_DIR) or set())

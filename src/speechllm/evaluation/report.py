@@ -4,7 +4,7 @@
 elsewhere) share everything here, so the same predictions give the same files either way:
 
 - `compute_metrics`: WER, NER (micro/macro/per tag, F1 and label-F1) and sentiment (macro F1, per
-  class, confusion matrix) exactly as `speechllm.slue` scores them (the SLUE toolkit's numbers),
+  class, confusion matrix) exactly as `speechllm.evaluation.slue` scores them (the SLUE toolkit's numbers),
   WER by utterance length, parse-failure counts and the SLUE score.
 - `write_report`: `metrics.json`, `predictions.jsonl` (manifest format), `slue_submission.tsv`
   (SLUE's submission layout), the NER `.wrd` files the SLUE evaluator reads, PNG plots and
@@ -23,11 +23,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from speechllm.data.manifest import Utterance, read_manifest, write_manifest
 from speechllm.errors import ManifestError
-from speechllm.labels import SENTIMENTS, SLUE_TAGS
-from speechllm.manifest import Utterance, read_manifest, write_manifest
-from speechllm.prompts import TASKS
-from speechllm.slue import (
+from speechllm.evaluation.slue import (
     ner_scores,
     normalize_phrase,
     normalize_text,
@@ -37,6 +35,8 @@ from speechllm.slue import (
     wer,
     word_errors,
 )
+from speechllm.labels import SENTIMENTS, SLUE_TAGS
+from speechllm.model.prompts import TASKS
 
 UNPARSED = "<unparsed>"
 """The class an unanswered sentiment counts as (the label `slue.sentiment_macro_f1` gives it)."""

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from speechllm.audio import load_audio
-from speechllm.encoder import SpeechEncoder
+from speechllm.data.audio import load_audio
+from speechllm.model.encoder import SpeechEncoder
 
 
 def default_cache_root() -> Path:

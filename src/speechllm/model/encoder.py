@@ -16,6 +16,7 @@ from torch import nn
 from transformers import WhisperFeatureExtractor
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+from speechllm.data.audio import SAMPLE_RATE, WHISPER_WINDOW_SECONDS
 from speechllm.errors import AudioError
 
 HOP = 160  # samples per mel frame at 16 kHz (Whisper's feature extractor)
@@ -54,7 +55,8 @@ class SpeechEncoder(nn.Module):
         """Raise AudioError naming `source` if the waveform does not fit Whisper's 30 s window."""
         if len(audio) > self.max_frames * 2 * HOP:
             raise AudioError(
-                source, f"{len(audio) / 16000:.1f} s is longer than Whisper's 30 s window"
+                source,
+                f"{len(audio) / SAMPLE_RATE:.1f} s is longer than Whisper's {WHISPER_WINDOW_SECONDS:g} s window",
             )
         return audio
 
@@ -63,12 +65,12 @@ class SpeechEncoder(nn.Module):
         self.check(audio)
         if self.pad_to_window:
             return self.feature_extractor(
-                audio, sampling_rate=16000, return_tensors="pt"
+                audio, sampling_rate=SAMPLE_RATE, return_tensors="pt"
             ).input_features[0]
         n_frames = max(2, len(audio) // HOP)
         feats = self.feature_extractor(
             audio,
-            sampling_rate=16000,
+            sampling_rate=SAMPLE_RATE,
             padding="do_not_pad",
             truncation=False,
             return_tensors="pt",

@@ -29,7 +29,6 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from speechllm.adapter import build_adapter
 from speechllm.config import (
     AdapterConfig,
     ClassifierHeadsConfig,
@@ -37,12 +36,13 @@ from speechllm.config import (
     ModelConfig,
     TextNoiseConfig,
 )
-from speechllm.ctc import CTCHead
-from speechllm.encoder import SpeechEncoder
 from speechllm.errors import ModelSourceError
-from speechllm.prompts import INSTRUCTIONS, PROMPT_VERSION, TASKS
-from speechllm.regularizer import ClassifierHeads
-from speechllm.whisper_reader import WhisperReader
+from speechllm.model.adapter import build_adapter
+from speechllm.model.ctc import CTCHead
+from speechllm.model.encoder import SpeechEncoder
+from speechllm.model.prompts import INSTRUCTIONS, PROMPT_VERSION, TASKS
+from speechllm.model.regularizer import ClassifierHeads
+from speechllm.model.whisper_reader import WhisperReader
 
 SPEECH_PLACEHOLDER = "<|speech|>"
 SYSTEM_PROMPT = "You understand speech."
@@ -123,9 +123,9 @@ class SpeechLLM(nn.Module):
         """Load the pretrained encoder and LLM named in `config` and add a fresh adapter."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from speechllm.encoder import SpeechEncoder, load_speech_encoder
-        from speechllm.sources import resolve
-        from speechllm.whisper_reader import load_whisper_reader
+        from speechllm.hub.sources import resolve
+        from speechllm.model.encoder import SpeechEncoder, load_speech_encoder
+        from speechllm.model.whisper_reader import load_whisper_reader
 
         reader = None
         if config.speech_input == "whisper":

@@ -23,6 +23,10 @@ from speechllm.errors import AudioError, AudioTooLongError
 SAMPLE_RATE = 16000
 """The rate of every clip the encoder sees (Whisper's)."""
 
+WHISPER_WINDOW_SECONDS = 30.0
+"""Whisper's input window: the longest clip the encoder reads in one pass. Longer recordings are
+split at pauses first (`speechllm.inference.longform`)."""
+
 MIN_SECONDS = 0.1
 """Shorter clips are refused: they hold no speech and give the encoder nothing to attend to."""
 

@@ -61,17 +61,16 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
-from speechllm.audio import SAMPLE_RATE, decode_audio_bytes
+from speechllm.data.audio import SAMPLE_RATE, WHISPER_WINDOW_SECONDS, decode_audio_bytes
 from speechllm.errors import AudioError, AudioTooLongError, ConfigError
-from speechllm.model import SpeechLLM
+from speechllm.model.speechllm import SpeechLLM
 
-WHISPER_MAX_SECONDS = 30.0
 """The encoder's window: longer clips cannot be encoded at all."""
 
 # Multipart framing (boundaries, part headers, the task field) on top of the file itself.
 _MULTIPART_SLACK = 64 * 1024
 
-WEB_DIR = Path(str(resources.files("speechllm") / "web"))
+WEB_DIR = Path(str(resources.files("speechllm") / "serving" / "web"))
 """The web page's static files (index.html, app.js, style.css), shipped as package data."""
 
 # The page loads only its own files: no inline script, nothing from elsewhere, so model output
@@ -94,7 +93,7 @@ class ServerConfig:
     gets 413, found from the file's header before it is resampled. The upload limit applies too:
     25 MiB hold about 13 minutes of 16 kHz 16-bit mono WAV, more of FLAC or OGG."""
 
-    max_seconds: float = 30.0
+    max_seconds: float = WHISPER_WINDOW_SECONDS
     """Longest clip decoded whole, in seconds, between 1 and 30 (the Whisper encoder's window): a
     clip up to this long is one piece, as it always was; a longer one is split at its pauses into
     pieces of at most this long."""
@@ -140,9 +139,9 @@ class ServerConfig:
             raise ConfigError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
         if not self.max_minutes > 0:
             raise ConfigError(f"max_minutes must be positive, got {self.max_minutes}")
-        if not 1 <= self.max_seconds <= WHISPER_MAX_SECONDS:
+        if not 1 <= self.max_seconds <= WHISPER_WINDOW_SECONDS:
             raise ConfigError(
-                f"max_seconds must be in [1, {WHISPER_MAX_SECONDS:g}] (the encoder's window), "
+                f"max_seconds must be in [1, {WHISPER_WINDOW_SECONDS:g}] (the encoder's window), "
                 f"got {self.max_seconds}"
             )
         if self.max_queue < 0:
@@ -604,7 +603,7 @@ def _run_batch(
     """Encode all clips in one call and generate every (clip, task) answer in one call."""
     import torch
 
-    from speechllm.data import collate_frames
+    from speechllm.data.sampler import collate_frames
 
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -631,8 +630,8 @@ def create_app(
 
     `name` is what `/healthz` reports as the model (default: the encoder and LLM it is built on).
     """
-    from speechllm.inference import understand
-    from speechllm.longform import join_results, split_speech
+    from speechllm.inference.decode import understand
+    from speechllm.inference.longform import join_results, split_speech
 
     config = config or ServerConfig()
     model.eval()
@@ -657,16 +656,27 @@ def create_app(
     app.state.config = config
 
     @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next: Any) -> Any:
-        # Refuse before the multipart body is read and spooled, where the client says its size.
+    async def refuse_early(request: Request, call_next: Any) -> Any:
+        # Refuse before the multipart body is read and spooled (parsing a 1 MB upload costs
+        # tens of ms on a busy CPU): too large where the client says its size, and too busy
+        # where even one row (every task is one row) would miss its deadline. The endpoint
+        # checks again with the clip's real number of pieces.
+        if request.url.path != "/v1/understand" or request.method != "POST":
+            return await call_next(request)
         length = request.headers.get("content-length")
         if (
-            request.url.path == "/v1/understand"
-            and length is not None
+            length is not None
             and length.isdigit()
             and int(length) > config.max_upload_bytes + _MULTIPART_SLACK
         ):
             return JSONResponse(status_code=413, content={"detail": _too_large(config)})
+        try:
+            batcher.check(1, time.perf_counter() + config.request_timeout_s)
+        except BusyError as exc:
+            busy = _busy(exc, config)
+            return JSONResponse(
+                status_code=busy.status_code, content={"detail": busy.detail}, headers=busy.headers
+            )
         return await call_next(request)
 
     @app.get("/", include_in_schema=False)

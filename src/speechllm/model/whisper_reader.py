@@ -3,7 +3,7 @@
 LegoSLM's idea (an ASR model's token posteriors mapped into the LLM's embedding space) with
 Whisper's decoder in place of a CTC model: the decoder, frozen and from the same checkpoint as the
 encoder, writes its greedy transcript; the transcript is normalised as SLUE's references are
-(lower case, numbers spelt out: `cascade.normalize_transcript`) and enters the LLM as the LLM's
+(lower case, numbers spelt out: `speechllm.data.normalize`) and enters the LLM as the LLM's
 own token embeddings, where the other routes put their speech vectors. The LLM's LoRA then learns
 the tasks from text (`kind: text` stages), since text is what it reads here.
 
@@ -18,15 +18,83 @@ does not depend on its batch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from speechllm.cascade import normalize_transcript
+from speechllm.data.audio import SAMPLE_RATE
+from speechllm.data.normalize import normalize_transcript
+from speechllm.errors import ModelSourceError
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase, WhisperForConditionalGeneration
+    from transformers import (
+        PreTrainedTokenizerBase,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+    )
+
+
+@dataclass
+class WhisperTranscriber:
+    """Whisper with its own decoder: waveforms -> text, greedy, English."""
+
+    model: WhisperForConditionalGeneration
+    feature_extractor: WhisperFeatureExtractor
+    tokenizer: PreTrainedTokenizerBase
+
+    @classmethod
+    def load(cls, name_or_path: str) -> WhisperTranscriber:
+        """Load a packaged name (`sources.py`), a local HF directory or a hub id."""
+        from transformers import (
+            AutoTokenizer,
+            WhisperFeatureExtractor,
+            WhisperForConditionalGeneration,
+        )
+
+        from speechllm.hub.sources import resolve
+
+        path = resolve(name_or_path)
+        try:
+            model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+            feature_extractor = WhisperFeatureExtractor.from_pretrained(path)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except OSError as exc:
+            raise ModelSourceError(
+                f"cannot load Whisper {name_or_path!r} (decoder and tokenizer included) from "
+                f"{path}: {exc}"
+            ) from exc
+        return cls(model.eval(), feature_extractor, tokenizer)
+
+    @torch.no_grad()
+    def transcribe(self, audios: Sequence[np.ndarray]) -> list[str]:
+        """Transcripts of 16 kHz waveforms (each (N_i,), at most 30 s), decoded together.
+
+        Features are (B, n_mels, 3000): every clip padded to Whisper's 30 s window, as the
+        decoder was trained, so a clip's transcript does not depend on its batch.
+        """
+        if not audios:
+            return []
+        features = self.feature_extractor(
+            list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt"
+        ).input_features
+        kwargs: dict[str, Any] = {}
+        if getattr(self.model.generation_config, "is_multilingual", False):
+            # English-only checkpoints refuse a language; multilingual ones must not guess it.
+            kwargs.update(language="en", task="transcribe")
+        device = next(self.model.parameters()).device
+        out = self.model.generate(
+            features.to(device),
+            do_sample=False,
+            num_beams=1,
+            # The decoder's whole context, as the checkpoint's own generation config has it.
+            max_length=self.model.config.max_target_positions,
+            **kwargs,
+        )
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 
 class WhisperReader(nn.Module):
@@ -84,7 +152,5 @@ class WhisperReader(nn.Module):
 
 def load_whisper_reader(name_or_path: str) -> WhisperReader:
     """The decoder half of a Whisper checkpoint (packaged name, local dir or hub id)."""
-    from speechllm.cascade import WhisperTranscriber
-
     transcriber = WhisperTranscriber.load(name_or_path)
     return WhisperReader(transcriber.model, transcriber.tokenizer)

@@ -35,16 +35,17 @@ from typing import Any
 
 from rich.console import Console
 
-from speechllm.errors import AudioError, ConfigError
-from speechllm.labels import SENTIMENTS
-from speechllm.manifest import Utterance, write_manifest
-from speechllm.tts import (
+from speechllm.data.audio import WHISPER_WINDOW_SECONDS
+from speechllm.data.manifest import Utterance, write_manifest
+from speechllm.data.tts import (
     LENGTH_SCALE_RANGE,
     NOISE_SCALE_RANGE,
     NOISE_W_RANGE,
     PiperVoice,
     synthesize_manifest,
 )
+from speechllm.errors import AudioError, ConfigError
+from speechllm.labels import SENTIMENTS
 
 FORMAT = 1
 """Version of the bench layout and selection rules; a change that alters the sets bumps it."""
@@ -68,8 +69,6 @@ SA_MAX_WORDS = 30
 """Eligible VADER snippets have this many words: a rating needs some text, and 30 words is
 about 12 s of speech, which keeps the SA set's decoding time close to the NER set's."""
 
-MAX_CLIP_SECONDS = 30.0
-"""Whisper's window: a longer clip cannot be encoded, so the build refuses to write one."""
 
 SLUE_DEV = Path("data/slue-voxpopuli/slue-voxpopuli_dev.tsv")
 VADER_DIR = Path("data/vader-ratings")
@@ -320,19 +319,19 @@ def _sha256(path: Path) -> str:
 
 
 def _check_lengths(utts: Sequence[Utterance]) -> None:
-    long = [u for u in utts if (u.duration or 0.0) > MAX_CLIP_SECONDS]
+    long = [u for u in utts if (u.duration or 0.0) > WHISPER_WINDOW_SECONDS]
     if long:
         u = long[0]
         raise AudioError(
             u.audio,
-            f"{len(long)} clips are longer than Whisper's {MAX_CLIP_SECONDS:g} s window "
+            f"{len(long)} clips are longer than Whisper's {WHISPER_WINDOW_SECONDS:g} s window "
             f"(e.g. {u.id}: {u.duration} s); lower NER_MAX_WORDS / SA_MAX_WORDS",
         )
 
 
 def _copy_librispeech(shared: Path, out: Path) -> list[Utterance]:
     """The LibriSpeech clips of ../shared, copied to out/librispeech/ (kept if already equal)."""
-    from speechllm.importers import import_librispeech
+    from speechllm.data.importers import import_librispeech
 
     utts = import_librispeech(shared / LIBRISPEECH_DIR, split="test")
     dest = out / "librispeech"
@@ -363,14 +362,13 @@ def build_bench(
     checked before any speech is made. Writes ner.jsonl, sa.jsonl, asr.jsonl, the WAVs,
     bench.json and README.md (and the cheap-label files).
     """
-    from speechllm.demo import shared_dir
-    from speechllm.importers import import_slue_voxpopuli, import_vader
+    from speechllm.data.importers import import_slue_voxpopuli, import_vader, shared_dir
 
     shown = Path(out)  # as the user wrote it: what bench.json and README.md show
     out = shown.absolute()
     shared = shared if shared is not None else shared_dir()
     if cheap_labels:
-        from speechllm.cheap_labels import check_installed
+        from speechllm.evaluation.cheap_labels import check_installed
 
         check_installed()
     dev = import_slue_voxpopuli(shared / SLUE_DEV)
@@ -518,7 +516,7 @@ def _write_cheap_labels(
     shared: Path,
 ) -> dict[str, Any]:
     """ner_cheap.jsonl, sa_cheap.jsonl and cheap_labels.json (agreement with gold)."""
-    from speechllm import cheap_labels as cl
+    from speechllm.evaluation import cheap_labels as cl
 
     console.print("cheap labels: spaCy entities, VADER sentiment")
     tagger, scorer = cl.SpacyTagger(), cl.VaderScorer()
@@ -570,7 +568,7 @@ def _write_cheap_labels(
                 "VADER compound score of the row's text: >= 0.05 Positive, <= -0.05 Negative, "
                 "else Neutral (VADER's standard thresholds)"
             ),
-            "scoring": "speechllm.slue: NER micro F1 and label F1, sentiment macro F1 (x100)",
+            "scoring": "speechllm.evaluation.slue: NER micro F1 and label F1, sentiment macro F1 (x100)",
         },
         "bench": {
             "ner": cl.ner_agreement(

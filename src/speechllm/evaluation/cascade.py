@@ -1,0 +1,139 @@
+"""Cascade baseline: Whisper's own decoder transcribes, the run's base LLM labels the transcript.
+
+`speechllm evaluate --cascade --model RUN_DIR ...` answers the question every end-to-end speech
+LLM must answer: does it beat "ASR, then a text model"? With the same parts:
+
+1. ASR: the Whisper checkpoint the run's encoder came from (`ModelConfig.encoder`, a packaged
+   name such as `whisper-tiny.en` is a full `WhisperForConditionalGeneration` directory, decoder
+   included) transcribes each clip with its own decoder: batched, greedy, English, no timestamps.
+2. The transcript is normalised as SLUE's references are (`normalize_transcript`): lower case,
+   numbers spelt out (SLUE writes "two thousand and fourteen", "twenty per cent"), punctuation
+   other than `' . ? ; !` removed.
+3. NER and SA: the run's base LLM (`ModelConfig.llm`, frozen, without the run's LoRA or adapter)
+   labels the normalised transcript with `speechllm.annotate.annotator` (few-shot prompts, grammar-
+   constrained greedy decoding, validation and one retry).
+
+The answers have the shape of `inference.understand`'s, so `speechllm evaluate` scores and reports
+them with exactly the code of the end-to-end evaluation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from speechllm.data.manifest import Utterance
+from speechllm.data.normalize import normalize_transcript
+from speechllm.model.whisper_reader import WhisperTranscriber
+
+if TYPE_CHECKING:
+    from speechllm.annotate.annotator import Annotator
+
+
+# ------------------------------------------------------------------------------ the cascade
+
+
+@dataclass
+class CascadeResult:
+    """What the cascade produced: answers in `inference.understand`'s shape, plus timings."""
+
+    answers: list[dict[str, Any]]
+    """One per utterance: id, transcript, entities, sentiment, parse_failures, raw."""
+    asr: str
+    llm: str
+    asr_seconds: float
+    label_seconds: float
+
+
+def transcribe_files(
+    transcriber: WhisperTranscriber,
+    paths: Sequence[str],
+    batch_size: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Normalised transcripts of audio files, decoded in batches; order preserved.
+
+    Raises AudioError (naming the file) for a file that cannot be used or is over 30 s.
+    """
+    from speechllm.data.audio import WHISPER_WINDOW_SECONDS, load_audio
+
+    out: list[str] = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        audios = [load_audio(p, max_seconds=WHISPER_WINDOW_SECONDS) for p in chunk]
+        out += [normalize_transcript(t) for t in transcriber.transcribe(audios)]
+        if progress:
+            progress(len(chunk))
+    return out
+
+
+def run_cascade(
+    utts: Sequence[Utterance],
+    tasks: Sequence[str],
+    transcriber: WhisperTranscriber,
+    annotator: Annotator,
+    *,
+    batch_size: int = 8,
+    asr_progress: Callable[[int], None] | None = None,
+    label_progress: Callable[[int], None] | None = None,
+) -> CascadeResult:
+    """Transcribe every utterance, then label NER / SA where `tasks` asks and the utterance has
+    labels (as `inference.evaluate` picks its jobs). A label the annotator could not produce
+    (a recorded failure) is a parse failure of that task, as a malformed answer is end to end."""
+    from speechllm.annotate.annotator import annotate_texts
+
+    t0 = time.perf_counter()
+    transcripts = transcribe_files(
+        transcriber, [u.audio or "" for u in utts], batch_size, asr_progress
+    )
+    t1 = time.perf_counter()
+    answers: list[dict[str, Any]] = [
+        {"id": u.id, "transcript": t, "raw": {"asr": t}, "parse_failures": []}
+        for u, t in zip(utts, transcripts, strict=True)
+    ]
+    for task in ("ner", "sa"):
+        if task not in tasks and "all" not in tasks:  # `all`: every output
+            continue
+        labelled = [
+            i
+            for i, u in enumerate(utts)
+            if (u.entities if task == "ner" else u.sentiment) is not None
+        ]
+        results = annotate_texts(
+            annotator,
+            task,
+            [transcripts[i] for i in labelled],
+            batch_size=batch_size,
+            progress=label_progress,
+        )
+        for i, result in zip(labelled, results, strict=True):
+            a = answers[i]
+            a["raw"][task] = result.answer
+            if task == "ner":
+                a["entities"] = [list(e) for e in result.entities or []]
+            else:
+                a["sentiment"] = result.sentiment
+            if not result.ok:
+                a["parse_failures"].append(task)
+    return CascadeResult(
+        answers=answers,
+        asr=str(transcriber.model.name_or_path),
+        llm=annotator.name,
+        asr_seconds=t1 - t0,
+        label_seconds=time.perf_counter() - t1,
+    )
+
+
+def load_cascade(model_dir: str | Path) -> tuple[WhisperTranscriber, Annotator, dict[str, str]]:
+    """The run's Whisper (with decoder) and base LLM (no LoRA, no adapter), named by its
+    `speechllm_config.json`; also {"asr": name, "llm": name}."""
+    from speechllm.annotate.annotator import Annotator
+    from speechllm.model.speechllm import read_model_config
+
+    config = read_model_config(model_dir)
+    transcriber = WhisperTranscriber.load(config.encoder)
+    annotator = Annotator.load(config.llm)
+    return transcriber, annotator, {"asr": config.encoder, "llm": config.llm}
