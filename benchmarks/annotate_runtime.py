@@ -34,7 +34,9 @@ from typing import Any
 
 from bench_common import Timer, default_out, log, machine, print_table, set_threads, write_json
 
-from speechllm.annotate.annotator import Annotator, annotate_texts, check
+from speechllm.annotate.annotator import Annotator
+from speechllm.annotate.run import annotate_texts
+from speechllm.annotate.validation import check
 from speechllm.data.importers import import_slue_voxpopuli, import_vader
 from speechllm.demo import shared_dir
 from speechllm.hub.sources import packaged_gguf

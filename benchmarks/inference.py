@@ -284,7 +284,7 @@ class AnnotatorStage:
 
     def label(self, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
         """Per text {'entities', 'sentiment', 'raw': {'ner', 'sa'}, 'parse_failures'}."""
-        from speechllm.annotate.annotator import annotate_texts
+        from speechllm.annotate.run import annotate_texts
 
         out: list[dict[str, Any]] = [{"raw": {}, "parse_failures": []} for _ in texts]
         for task in ("ner", "sa"):

@@ -1,4 +1,4 @@
-"""speechllm.annotate.annotator: validation, grammar, retries, cache resume, batching, CLI (tiny models);
+"""speechllm.annotate: validation, grammar, retries, cache resume, batching, CLI (tiny models);
 one end-to-end test on the real SmolLM2."""
 
 from __future__ import annotations
@@ -11,19 +11,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from speechllm.annotate import annotator as ann
-from speechllm.annotate.annotator import (
-    STRICT_SUFFIX,
-    AnnotationCache,
-    Annotator,
-    Grammar,
-    NerGrammar,
-    SentimentGrammar,
-    annotate_texts,
-    annotate_utterances,
-    check_ner,
-    check_sentiment,
-)
+from speechllm.annotate.annotator import CONTENT_FREE_TEXTS, LOGPROB_CHUNK, Annotator
+from speechllm.annotate.cache import AnnotationCache, cache_key, cache_path
+from speechllm.annotate.grammar import Grammar, NerGrammar, SentimentGrammar, grammar_for
+from speechllm.annotate.prompts import ANNOTATION_PROMPT_VERSION, STRICT_SUFFIX
+from speechllm.annotate.run import RunStats, annotate_texts, annotate_utterances, summary_path
+from speechllm.annotate.validation import check_ner, check_sentiment
 from speechllm.cli import app
 from speechllm.data.manifest import Utterance, read_manifest, write_manifest
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
@@ -303,18 +296,20 @@ def test_a_killed_run_resumes_without_regenerating(tiny, tmp_path):
 
 
 def test_cache_key_covers_text_model_version_and_task():
-    key = ann.cache_key("a text", "m", "ner")
-    assert key != ann.cache_key("a text ", "m", "ner")
-    assert key != ann.cache_key("a text", "m2", "ner")
-    assert key != ann.cache_key("a text", "m", "sa")
-    assert key != ann.cache_key("a text", "m", "ner", prompt_version=ann.PROMPT_VERSION + 1)
+    key = cache_key("a text", "m", "ner")
+    # Pinned: a refactor that changes the key would silently discard every cached answer.
+    assert key == "995db158af4dcf0275fc52516f127c126a2ba2b0a12e7de5024fabe24f1dbbb6"
+    assert key != cache_key("a text ", "m", "ner")
+    assert key != cache_key("a text", "m2", "ner")
+    assert key != cache_key("a text", "m", "sa")
+    assert key != cache_key("a text", "m", "ner", prompt_version=ANNOTATION_PROMPT_VERSION + 1)
 
 
 def test_free_and_constrained_answers_are_cached_apart(tiny, tmp_path):
     cache = AnnotationCache(tmp_path / "c.jsonl")
     annotate_texts(tiny, "sa", TEXTS[:1], cache=cache)
     free = Annotator(tiny.model, tiny.tokenizer, tiny.name, tiny.style, constrained=False)
-    stats = ann.RunStats()
+    stats = RunStats()
     annotate_texts(free, "sa", TEXTS[:1], cache=cache, stats=stats)
     assert stats.generated == 1 and stats.cached == 0 and len(cache.entries) == 2
 
@@ -340,16 +335,16 @@ def test_cli_round_trip(tiny_dirs, tmp_path):
     for u in labelled:
         assert u.sentiment in SENTIMENTS
         assert all(tag in SLUE_TAGS and phrase in u.text for tag, phrase in u.entities)
-    summary = json.loads(ann.summary_path(out).read_text())
+    summary = json.loads(summary_path(out).read_text())
     assert summary["n_utterances"] == 3 and summary["tasks"] == ["ner", "sa"]
     assert summary["generated"] == 6 and summary["failures"] == []
     assert summary["model"] == str(tiny_dirs[1])
     assert summary["wall_seconds"] > 0 and summary["cpu_seconds"] > 0
-    assert ann.cache_path(out).is_file()
+    assert cache_path(out).is_file()
 
     again = runner.invoke(app, [*args, "--tasks", "sa"])
     assert again.exit_code == 0, again.output
-    summary = json.loads(ann.summary_path(out).read_text())
+    summary = json.loads(summary_path(out).read_text())
     assert summary["cached"] == 3 and summary["generated"] == 1  # only u3 is new
     assert [u.sentiment for u in read_manifest(out)[:3]] == [u.sentiment for u in labelled]
 
@@ -361,7 +356,7 @@ def test_cli_free_decoding_records_failures(tiny_dirs, tmp_path):
     args = ["annotate", "--manifest", str(src), "--out", str(out), "--llm", str(tiny_dirs[1])]
     result = runner.invoke(app, [*args, "--free", "--tasks", "ner"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(ann.summary_path(out).read_text())
+    summary = json.loads(summary_path(out).read_text())
     assert summary["constrained"] is False and summary["per_task"]["ner"]["failed"] == 2
     assert [f["id"] for f in summary["failures"]] == ["u0", "u1"]
     assert [u.entities for u in read_manifest(out)] == [None, None]
@@ -386,7 +381,7 @@ def test_cli_calibrate_option(tiny_dirs, tmp_path):
         out = tmp_path / f"{option}.jsonl"
         result = runner.invoke(app, [*args, "--out", str(out), "--calibrate", option])
         assert result.exit_code == 0, result.output
-        assert json.loads(ann.summary_path(out).read_text())["calibrated"] == recorded
+        assert json.loads(summary_path(out).read_text())["calibrated"] == recorded
 
 
 # ------------------------------------------------------------------ real model
@@ -424,7 +419,7 @@ def test_sequence_logprobs_match_a_plain_forward(tiny):
     labels = [tok(s, add_special_tokens=False).input_ids for s in SENTIMENTS]
     # More continuations than one chunk holds, of different lengths (one of a single token).
     labels += [tok(w, add_special_tokens=False).input_ids for w in CORPUS[0].split()] * 3
-    assert len(labels) > ann.LOGPROB_CHUNK and min(len(x) for x in labels) == 1
+    assert len(labels) > LOGPROB_CHUNK and min(len(x) for x in labels) == 1
     got = tiny.sequence_logprobs(context, labels, prefix, pre)
     for label, value in zip(labels, got, strict=True):
         with torch.no_grad():
@@ -462,7 +457,7 @@ def test_label_prior_is_the_mean_probability_over_content_free_texts(tiny, style
     ]:
         ids = [tok(lead + x, add_special_tokens=False).input_ids for x in labels]
         want = torch.zeros(len(labels), dtype=torch.float64)
-        for text in ann.CONTENT_FREE_TEXTS:
+        for text in CONTENT_FREE_TEXTS:
             context = tok(a.prompt(task, text) + before, add_special_tokens=False).input_ids
             want += torch.tensor(a.sequence_logprobs(context, ids)).exp()
         prior = a.label_prior(task)
@@ -520,7 +515,7 @@ def test_prompt_parts_share_the_prefix(tiny):
 def test_prefix_reuse_gives_the_answers_of_whole_prompts(tiny):
     suffixes = [tiny.prompt_parts("ner", t)[1] for t in TEXTS]
     prefix = tiny.prompt_parts("ner", TEXTS[0])[0]
-    grammars = [ann.grammar_for("ner", t) for t in TEXTS]
+    grammars = [grammar_for("ner", t) for t in TEXTS]
     budgets = [40] * len(TEXTS)
     reused = tiny.generate(suffixes, budgets, grammars, prefix=prefix)
     assert tiny._prefixes  # the prefix's keys and values were kept

@@ -675,31 +675,32 @@ def annotate(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from speechllm.annotate import annotator as ann
+    from speechllm.annotate.annotator import Annotator
+    from speechllm.annotate.cache import AnnotationCache, cache_path
+    from speechllm.annotate.prompts import parse_tasks
+    from speechllm.annotate.run import annotate_utterances, summary_path, write_summary
     from speechllm.data.manifest import read_manifest, write_manifest
 
     try:
-        task_list = ann.parse_tasks(tasks)
+        task_list = parse_tasks(tasks)
         if batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
         if prompt_style not in ("auto", "chat", "plain"):
             raise ValueError(f"--prompt-style must be auto, chat or plain, got {prompt_style!r}")
-        calibrated = (
-            [] if calibrate.strip() == "none" else ann.parse_tasks(calibrate, "--calibrate")
-        )
+        calibrated = [] if calibrate.strip() == "none" else parse_tasks(calibrate, "--calibrate")
         start = time.perf_counter()
         utts = read_manifest(manifest)[:limit]
-        annotator = ann.Annotator.load(
+        annotator = Annotator.load(
             llm,
             style=prompt_style,  # type: ignore[arg-type]
             constrained=constrained,
             calibrate=calibrated,
         )
-        cache = ann.AnnotationCache(ann.cache_path(out))
+        cache = AnnotationCache(cache_path(out))
         columns = (TextColumn("[bold]annotate"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=err, transient=True) as bar:
             job = bar.add_task("annotate", total=len(utts) * len(task_list))
-            labelled, summary = ann.annotate_utterances(
+            labelled, summary = annotate_utterances(
                 utts,
                 annotator,
                 task_list,
@@ -716,13 +717,13 @@ def annotate(
             total_wall_seconds=round(time.perf_counter() - start, 3),
         )
         write_manifest(out, labelled)
-        ann.write_summary(ann.summary_path(out), summary)
+        write_summary(summary_path(out), summary)
     except (SpeechLLMError, ValueError, OSError) as exc:
         _fail(exc)
     print(json.dumps({k: v for k, v in summary.items() if k != "failures"}, indent=2))
     err.print(
         f"wrote {len(labelled)} utterances to {out}; {len(summary['failures'])} failed labels "
-        f"listed in {ann.summary_path(out)}"
+        f"listed in {summary_path(out)}"
     )
 
 

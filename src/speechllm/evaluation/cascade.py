@@ -10,7 +10,7 @@ LLM must answer: does it beat "ASR, then a text model"? With the same parts:
    numbers spelt out (SLUE writes "two thousand and fourteen", "twenty per cent"), punctuation
    other than `' . ? ; !` removed.
 3. NER and SA: the run's base LLM (`ModelConfig.llm`, frozen, without the run's LoRA or adapter)
-   labels the normalised transcript with `speechllm.annotate.annotator` (few-shot prompts, grammar-
+   labels the normalised transcript with `speechllm.annotate` (few-shot prompts, grammar-
    constrained greedy decoding, validation and one retry).
 
 The answers have the shape of `inference.understand`'s, so `speechllm evaluate` scores and reports
@@ -83,7 +83,7 @@ def run_cascade(
     """Transcribe every utterance, then label NER / SA where `tasks` asks and the utterance has
     labels (as `inference.evaluate` picks its jobs). A label the annotator could not produce
     (a recorded failure) is a parse failure of that task, as a malformed answer is end to end."""
-    from speechllm.annotate.annotator import annotate_texts
+    from speechllm.annotate.run import annotate_texts
 
     t0 = time.perf_counter()
     transcripts = transcribe_files(
