@@ -22,6 +22,8 @@ from speechllm.evaluation.cascade import run_cascade
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
 from speechllm.model.speechllm import SpeechLLM
 from speechllm.model.whisper_reader import WhisperTranscriber
+from test_normalize import read_slue_tsv
+from test_normalize import words as _words
 from tiny import save_tiny_whisper_asr
 
 runner = CliRunner()
@@ -229,18 +231,10 @@ SLUE_WHISPER_STYLE = [
 ]
 
 
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^a-z' ]", " ", text.lower()).split()
-
-
 @pytest.fixture(scope="module")
 def slue_fine_tune(shared) -> dict[str, dict[str, str]]:
     """SLUE-VoxPopuli's fine-tune rows by id (tab-separated, no quoting)."""
-    path = shared / "data/slue-voxpopuli/slue-voxpopuli_fine-tune.tsv"
-    header, *rows = (
-        line.split("\t") for line in path.read_text(encoding="utf-8").split("\n") if line
-    )
-    return {cells[0]: dict(zip(header, cells, strict=True)) for cells in rows}
+    return read_slue_tsv(shared / "data/slue-voxpopuli/slue-voxpopuli_fine-tune.tsv")
 
 
 @pytest.mark.parametrize(("row_id", "numbers"), SLUE_PAIRS)
