@@ -37,7 +37,8 @@ from bench_common import Timer, default_out, log, machine, print_table, set_thre
 from speechllm.annotate.annotator import Annotator
 from speechllm.annotate.run import annotate_texts
 from speechllm.annotate.validation import check
-from speechllm.data.importers import import_slue_voxpopuli, import_vader
+from speechllm.data.importers.slue import import_slue_voxpopuli
+from speechllm.data.importers.vader import import_vader
 from speechllm.demo import shared_dir
 from speechllm.hub.sources import packaged_gguf
 

@@ -51,7 +51,8 @@ def bench_clips(
     on: the same rows every run, so the cache is reused and figures compare across runs. Dev
     sentences are held out from the shipped model's training.
     """
-    from speechllm.data.importers import import_slue_voxpopuli, shared_dir
+    from speechllm.data.importers.files import shared_dir
+    from speechllm.data.importers.slue import import_slue_voxpopuli
     from speechllm.data.tts import synthesize_manifest
 
     tsv = shared_dir() / "data" / "slue-voxpopuli" / "slue-voxpopuli_dev.tsv"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from speechllm.data import importers
+from speechllm.data.importers import files as importer_files
 from speechllm.errors import ConfigError
 from tiny import save_tiny_models
 
@@ -13,7 +13,7 @@ from tiny import save_tiny_models
 def shared_dir() -> Path | None:
     """../shared beside the repo (or $SPEECHLLM_SHARED); None where truly absent."""
     try:
-        return importers.shared_dir()
+        return importer_files.shared_dir()
     except ConfigError:
         return None
 

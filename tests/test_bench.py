@@ -21,7 +21,7 @@ from speechllm import cli
 from speechllm.data import bench
 from speechllm.data.audio import WHISPER_WINDOW_SECONDS
 from speechllm.data.bench import BenchSpec, build_bench, even_split, sa_reference, stratified_sample
-from speechllm.data.importers import import_slue_voxpopuli
+from speechllm.data.importers.slue import import_slue_voxpopuli
 from speechllm.data.manifest import Utterance, read_manifest
 from speechllm.errors import AudioError, ConfigError, ModelSourceError
 from speechllm.evaluation import cheap_labels

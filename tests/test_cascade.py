@@ -376,7 +376,7 @@ def test_cli_cascade_and_end_to_end_share_the_report(tiny_run, tiny_manifest, tm
 
 @pytest.mark.e2e
 def test_cascade_on_librispeech_with_the_packaged_models(shared, tmp_path):
-    from speechllm.data.importers import import_librispeech
+    from speechllm.data.importers.librispeech import import_librispeech
 
     utts = import_librispeech(shared / "data/librispeech-sample/LibriSpeech")[:2]
     for u in utts:  # labels, so that the LLM labels the transcripts too

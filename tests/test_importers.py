@@ -11,14 +11,9 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from speechllm.cli import app
-from speechllm.data.importers import (
-    import_librispeech,
-    import_slue_voxceleb,
-    import_slue_voxpopuli,
-    import_vader,
-    vader_reserved_ids,
-    vader_sentiment,
-)
+from speechllm.data.importers.librispeech import import_librispeech
+from speechllm.data.importers.slue import import_slue_voxceleb, import_slue_voxpopuli
+from speechllm.data.importers.vader import import_vader, vader_reserved_ids, vader_sentiment
 from speechllm.data.manifest import read_manifest, write_manifest
 from speechllm.errors import AudioError, ManifestError
 from speechllm.labels import SLUE_TAGS

@@ -453,7 +453,7 @@ def test_a_ten_minute_recording_reads_as_well_as_its_clips(shared, tmp_path):
     """The shipped default through `speechllm infer` on a 10-minute recording (the 4 real
     LibriSpeech clips, CC BY 4.0, repeated with pauses): its one transcript's WER is within 2
     points of the WER of the same clips read one by one."""
-    from speechllm.data.importers import import_librispeech
+    from speechllm.data.importers.librispeech import import_librispeech
     from speechllm.evaluation.slue import wer
 
     utts = import_librispeech(shared / "data" / "librispeech-sample")

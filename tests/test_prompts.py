@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from speechllm.data.importers import import_slue_voxpopuli
+from speechllm.data.importers.slue import import_slue_voxpopuli
 from speechllm.model.prompts import format_ner, parse_ner, parse_sentiment, target_text
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from speechllm.data.importers import import_slue_voxpopuli
+from speechllm.data.importers.slue import import_slue_voxpopuli
 from speechllm.evaluation.slue import (
     ner_scores,
     normalize_phrase,

@@ -2,7 +2,7 @@
 
 import json
 
-from speechllm.data.importers import import_slue_voxpopuli
+from speechllm.data.importers.slue import import_slue_voxpopuli
 from speechllm.data.manifest import read_manifest
 from speechllm.data.textset import MAX_WORDS, build_text_corpus, reserved_ids
 

@@ -26,7 +26,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from speechllm.data.importers import shared_dir
+from speechllm.data.importers.files import shared_dir
 
 console = Console(stderr=True)
 
@@ -38,7 +38,7 @@ def demo_settings() -> dict[str, Any]:
 def run_demo(workdir: Path, show: int | None = None) -> dict[str, Any]:
     """Run the demo in `workdir`; returns (and writes to demo_summary.json) its figures."""
     from speechllm.data.bench import BenchSpec, build_bench
-    from speechllm.data.importers import import_librispeech
+    from speechllm.data.importers.librispeech import import_librispeech
     from speechllm.evaluation import report
     from speechllm.evaluation.cascade import load_cascade, run_cascade
     from speechllm.hub.shipped import DEFAULT_MODEL, resolve_model

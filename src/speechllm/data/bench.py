@@ -331,7 +331,7 @@ def _check_lengths(utts: Sequence[Utterance]) -> None:
 
 def _copy_librispeech(shared: Path, out: Path) -> list[Utterance]:
     """The LibriSpeech clips of ../shared, copied to out/librispeech/ (kept if already equal)."""
-    from speechllm.data.importers import import_librispeech
+    from speechllm.data.importers.librispeech import import_librispeech
 
     utts = import_librispeech(shared / LIBRISPEECH_DIR, split="test")
     dest = out / "librispeech"
@@ -362,7 +362,9 @@ def build_bench(
     checked before any speech is made. Writes ner.jsonl, sa.jsonl, asr.jsonl, the WAVs,
     bench.json and README.md (and the cheap-label files).
     """
-    from speechllm.data.importers import import_slue_voxpopuli, import_vader, shared_dir
+    from speechllm.data.importers.files import shared_dir
+    from speechllm.data.importers.slue import import_slue_voxpopuli
+    from speechllm.data.importers.vader import import_vader
 
     shown = Path(out)  # as the user wrote it: what bench.json and README.md show
     out = shown.absolute()

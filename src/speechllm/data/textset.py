@@ -50,7 +50,9 @@ def build_text_corpus(
 ) -> dict[str, Any]:
     """Write the text corpus into `out` (see the module docstring); returns its summary."""
     from speechllm.data.bench import sa_reference
-    from speechllm.data.importers import import_slue_voxpopuli, import_vader, shared_dir
+    from speechllm.data.importers.files import shared_dir
+    from speechllm.data.importers.slue import import_slue_voxpopuli
+    from speechllm.data.importers.vader import import_vader
 
     shared = shared if shared is not None else shared_dir()
     out = Path(out)
@@ -130,7 +132,8 @@ def reserved_ids(shared: Path) -> set[str]:
     """Ids of every utterance reserved for evaluation: SLUE-VoxPopuli dev and the VADER snippets
     of test-ids.tsv (for tests that training data holds none of them)."""
     from speechllm.data.bench import SLUE_DEV
-    from speechllm.data.importers import import_slue_voxpopuli, vader_reserved_ids
+    from speechllm.data.importers.slue import import_slue_voxpopuli
+    from speechllm.data.importers.vader import vader_reserved_ids
 
     ids = {u.id for u in import_slue_voxpopuli(shared / SLUE_DEV)}
     return ids | (vader_reserved_ids(shared / VADER_DIR) or set())
