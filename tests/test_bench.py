@@ -1,4 +1,4 @@
-"""`speechllm bench build` (bench.py) and the cheap-label twin (cheap_labels.py).
+"""`speechllm bench build` (data/bench/) and the cheap-label twin (cheap_labels.py).
 
 Fast tests use a fake voice (no TTS) or only the selection logic; the e2e test speaks a tiny bench
 with the real piper voice and labels it with the real spaCy model and VADER.
@@ -18,9 +18,10 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from speechllm import cli
-from speechllm.data import bench
 from speechllm.data.audio import WHISPER_WINDOW_SECONDS
-from speechllm.data.bench import BenchSpec, build_bench, even_split, sa_reference, stratified_sample
+from speechllm.data.bench import spec as bench_spec
+from speechllm.data.bench.build import build_bench
+from speechllm.data.bench.spec import BenchSpec, even_split, sa_reference, stratified_sample
 from speechllm.data.importers.slue import import_slue_voxpopuli
 from speechllm.data.manifest import Utterance, read_manifest
 from speechllm.errors import AudioError, ConfigError, ModelSourceError
@@ -58,10 +59,10 @@ def _utt(uid: str, sentiment: str) -> Utterance:
 
 
 def test_cli_defaults_are_the_library_defaults():
-    params = inspect.signature(cli.bench_build).parameters
-    assert params["ner"].default == bench.DEFAULT_NER
-    assert params["sa"].default == bench.DEFAULT_SA
-    assert params["seed"].default == bench.DEFAULT_SEED
+    params = inspect.signature(cli.data.bench_build).parameters
+    assert params["ner"].default == bench_spec.DEFAULT_NER
+    assert params["sa"].default == bench_spec.DEFAULT_SA
+    assert params["seed"].default == bench_spec.DEFAULT_SEED
 
 
 def test_sa_reference_keeps_speakable_snippets_in_slue_style():
@@ -82,7 +83,7 @@ def test_sa_reference_keeps_speakable_snippets_in_slue_style():
         "so lucky :)",
         "I LOVE this phone so much",  # a shouted word may be spelt out
         "great movie",  # too short
-        " ".join(["word"] * (bench.SA_MAX_WORDS + 1)),  # too long
+        " ".join(["word"] * (bench_spec.SA_MAX_WORDS + 1)),  # too long
         "café au lait is great",  # non-ASCII letter
     ],
 )
@@ -143,14 +144,14 @@ def test_stratified_sample_fills_from_other_classes_and_refuses_too_many():
 
 
 def test_ner_selection_takes_the_first_rows_and_skips_long_ones():
-    long_text = " ".join(["word"] * (bench.NER_MAX_WORDS + 1))
+    long_text = " ".join(["word"] * (bench_spec.NER_MAX_WORDS + 1))
     utts = [Utterance(f"u{i}", None, None, "short text", [], None, "dev") for i in range(4)]
     utts.insert(1, Utterance("long", None, None, long_text, [], None, "dev"))
-    chosen, skipped = bench.ner_selection(utts, 3)
+    chosen, skipped = bench_spec.ner_selection(utts, 3)
     assert [u.id for u in chosen] == ["u0", "u1", "u2"]
     assert skipped == ["long"]
     with pytest.raises(ValueError, match="only 4"):
-        bench.ner_selection(utts, 5)
+        bench_spec.ner_selection(utts, 5)
 
 
 def test_bench_spec_rejects_bad_sizes():
@@ -173,7 +174,7 @@ def test_build_writes_the_layout_and_resumes(shared, tmp_path):
     ner = read_manifest(out / "ner.jsonl", require_audio=True)
     sa = read_manifest(out / "sa.jsonl", require_audio=True)
     asr = read_manifest(out / "asr.jsonl", require_audio=True)
-    dev = import_slue_voxpopuli(shared / bench.SLUE_DEV)
+    dev = import_slue_voxpopuli(shared / bench_spec.SLUE_DEV)
     # NER: the first dev rows in order, with their gold entities.
     assert [(u.id, u.entities) for u in ner] == [(u.id, u.entities) for u in dev[:5]]
     # SA: 2 per class, lower-case transcripts; piper was given the snippets as written.

