@@ -36,7 +36,7 @@ from speechllm.model.prompts import format_ner
 from speechllm.model.speechllm import SpeechLLM
 from speechllm.serving.server import WEB_DIR, create_app
 from test_longform import concatenate, librispeech_clips
-from tiny import lively_tiny_model, require
+from tiny import require
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -134,14 +134,8 @@ def serve_process(model_dir: Path, log: Path, timeout_s: float = 300) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tiny_dirs: tuple[Path, Path]) -> SpeechLLM:
-    """The tiny random model of tests/test_server.py: answers are noise, but real ones."""
-    return lively_tiny_model(tiny_dirs)
-
-
-@pytest.fixture(scope="module")
-def tiny_url(tiny_model: SpeechLLM) -> Iterator[str]:
-    with running(create_app(tiny_model, name="tiny")) as url:
+def tiny_url(model: SpeechLLM) -> Iterator[str]:
+    with running(create_app(model, name="tiny")) as url:
         yield url
 
 
@@ -233,9 +227,9 @@ def check_result_matches(page: Any, body: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- no browser
 
 
-def test_page_and_its_files_are_served(tiny_model: SpeechLLM) -> None:
+def test_page_and_its_files_are_served(model: SpeechLLM) -> None:
     assert {"index.html", "app.js", "style.css"} <= {p.name for p in WEB_DIR.iterdir()}
-    with TestClient(create_app(tiny_model)) as client:
+    with TestClient(create_app(model)) as client:
         page = client.get("/")
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")

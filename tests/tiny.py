@@ -141,6 +141,22 @@ def save_tiny_whisper_asr(out: Path) -> Path:
     return out
 
 
+def save_tiny_asr_run(root: Path, llm_dir: Path) -> Path:
+    """A saved SpeechLLM run under `root` (returned: `root/run`, its model in `run/model`) whose
+    encoder is the random Whisper-with-decoder of `save_tiny_whisper_asr` (`root/tiny-whisper-asr`),
+    so that the cascade and the demo can read speech with it; its LLM is `llm_dir`."""
+    from speechllm.config import AdapterConfig, ModelConfig
+    from speechllm.model.speechllm import SpeechLLM
+
+    asr = save_tiny_whisper_asr(root / "tiny-whisper-asr")
+    torch.manual_seed(0)
+    config = ModelConfig(
+        encoder=str(asr), llm=str(llm_dir), adapter=AdapterConfig(hidden=48), max_new_tokens=8
+    )
+    SpeechLLM.from_config(config).save(root / "run" / "model")
+    return root / "run"
+
+
 def require(module: str, installed_by: str) -> ModuleType:
     """Import `module`, which `make venv` installs (`installed_by` says from where). Missing, the
     test fails and says so: a package the Makefile installs is never a reason to skip."""
