@@ -22,7 +22,8 @@ from transformers import (
 )
 
 from speechllm.errors import ModelSourceError
-from speechllm.hub.ct2 import convert_whisper, read_ct2
+from speechllm.hub.ct2 import read_ct2
+from speechllm.hub.ct2_convert import convert_whisper
 
 # ------------------------------------------------------------------------------ a CT2 writer
 

@@ -21,8 +21,10 @@ import soundfile as sf
 import torch
 
 from speechllm.errors import ModelSourceError
-from speechllm.hub import sources
-from speechllm.hub.sources import SourceInfo, fetch, is_fetched, list_sources, resolve
+from speechllm.hub import registry, sources
+from speechllm.hub.gguf import load_gguf_llm
+from speechllm.hub.registry import SourceInfo, list_sources
+from speechllm.hub.sources import fetch, is_fetched, resolve
 
 # ------------------------------------------------------------------------------ fast: logic
 
@@ -67,7 +69,7 @@ def _fake_source(
             raise RuntimeError("conversion failed")
 
     info = SourceInfo("fake-model", "llm", "a test double", packages)
-    monkeypatch.setitem(sources._REGISTRY, info.name, sources._Source(info, build))
+    monkeypatch.setitem(registry.REGISTRY, info.name, registry.Source(info, build))
     return builds
 
 
@@ -254,7 +256,7 @@ def test_smollm2_reloads_with_identical_logits_and_answers(cache: Path) -> None:
             )
         )
     )
-    in_memory, gguf_tokenizer = sources.load_gguf_llm(gguf)
+    in_memory, gguf_tokenizer = load_gguf_llm(gguf)
     assert getattr(in_memory, "hf_quantizer", None) is None
     reloaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
