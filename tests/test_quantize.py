@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechllm.config import AdapterConfig, LoraSettings, ModelConfig
+from speechllm.config import LoraSettings
 from speechllm.model.quantize import (
     Int8DecodeLinear,
     QuantizedSpeechLLM,
@@ -17,7 +17,7 @@ from speechllm.model.quantize import (
     quantized_linear_names,
 )
 from speechllm.model.speechllm import SpeechLLM
-from tiny import CORPUS, save_tiny_whisper_asr
+from tiny import CORPUS, save_tiny_whisper_asr, tiny_asr_model
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 TEXTS = [
@@ -30,17 +30,13 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def model(tiny_dirs, tmp_path_factory) -> SpeechLLM:
-    asr = save_tiny_whisper_asr(tmp_path_factory.mktemp("quantize") / "tiny-whisper-asr")
-    config = ModelConfig(
-        encoder=str(asr),
-        llm=str(tiny_dirs[1]),
-        adapter=AdapterConfig(hidden=48),
+    m = tiny_asr_model(
+        save_tiny_whisper_asr(tmp_path_factory.mktemp("quantize") / "tiny-whisper-asr"),
+        tiny_dirs[1],
+        max_new_tokens=4,
         speech_input="whisper",
         lora=LoraSettings(enabled=True, r=4, alpha=8, target_modules=LORA_TARGETS),
-        max_new_tokens=4,
     )
-    torch.manual_seed(0)
-    m = SpeechLLM.from_config(config).eval()
     # LoRA's B starts at zero (no update): make it count, so merging is really tested.
     with torch.no_grad():
         for name, p in m.llm.named_parameters():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import torch
@@ -141,19 +142,30 @@ def save_tiny_whisper_asr(out: Path) -> Path:
     return out
 
 
+def tiny_asr_model(asr_dir: Path, llm_dir: Path, *, max_new_tokens: int, **fields: Any):
+    """A random SpeechLLM (seed 0, in eval mode) whose encoder is the Whisper-with-decoder saved
+    at `asr_dir` by `save_tiny_whisper_asr` and whose LLM is `llm_dir`; `fields` set other
+    ModelConfig fields (`speech_input`, `lora`)."""
+    from speechllm.config import AdapterConfig, ModelConfig
+    from speechllm.model.speechllm import SpeechLLM
+
+    config = ModelConfig(
+        encoder=str(asr_dir),
+        llm=str(llm_dir),
+        adapter=AdapterConfig(hidden=48),
+        max_new_tokens=max_new_tokens,
+        **fields,
+    )
+    torch.manual_seed(0)
+    return SpeechLLM.from_config(config).eval()
+
+
 def save_tiny_asr_run(root: Path, llm_dir: Path) -> Path:
     """A saved SpeechLLM run under `root` (returned: `root/run`, its model in `run/model`) whose
     encoder is the random Whisper-with-decoder of `save_tiny_whisper_asr` (`root/tiny-whisper-asr`),
     so that the cascade and the demo can read speech with it; its LLM is `llm_dir`."""
-    from speechllm.config import AdapterConfig, ModelConfig
-    from speechllm.model.speechllm import SpeechLLM
-
     asr = save_tiny_whisper_asr(root / "tiny-whisper-asr")
-    torch.manual_seed(0)
-    config = ModelConfig(
-        encoder=str(asr), llm=str(llm_dir), adapter=AdapterConfig(hidden=48), max_new_tokens=8
-    )
-    SpeechLLM.from_config(config).save(root / "run" / "model")
+    tiny_asr_model(asr, llm_dir, max_new_tokens=8).save(root / "run" / "model")
     return root / "run"
 
 
