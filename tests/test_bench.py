@@ -242,23 +242,14 @@ def test_build_is_deterministic_across_folders(shared, tmp_path):
 
 
 def test_build_refuses_a_folder_spoken_with_another_seed(shared, tmp_path):
-    build_bench(
-        tmp_path,
-        BenchSpec(ner=1, sa=0, seed=0),
-        shared=shared,
-        cheap_labels=False,
-        voice=FakeVoice(),
-        progress=False,
-    )
+    def build(seed: int) -> None:
+        spec = BenchSpec(ner=1, sa=0, seed=seed)
+        voice = FakeVoice()
+        build_bench(tmp_path, spec, shared=shared, cheap_labels=False, voice=voice, progress=False)
+
+    build(seed=0)
     with pytest.raises(ConfigError, match="other settings"):
-        build_bench(
-            tmp_path,
-            BenchSpec(ner=1, sa=0, seed=1),
-            shared=shared,
-            cheap_labels=False,
-            voice=FakeVoice(),
-            progress=False,
-        )
+        build(seed=1)
 
 
 def test_build_that_cannot_be_selected_writes_nothing(shared, tmp_path):
