@@ -208,15 +208,12 @@ class TextStage:
     parsers."""
 
     def __init__(self, llm: str, max_new_tokens: int = 128) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from speechllm.hub.llm import load_causal_lm
 
-        from speechllm.hub.sources import resolve
-
-        path = resolve(llm)
         self.name = f"benchmarks/inference.py TextStage ({llm}, zero-shot)"
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model, self.tokenizer = load_causal_lm(llm)
+        self.model.eval()
         self.tokenizer.padding_side = "left"  # batched greedy decoding continues every row
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
         self.max_new_tokens = max_new_tokens
         end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
         self.stop = sorted({end, self.tokenizer.eos_token_id} - {None})

@@ -19,6 +19,7 @@ from speechllm.annotate.run import RunStats, annotate_texts, annotate_utterances
 from speechllm.annotate.validation import check_ner, check_sentiment
 from speechllm.cli import app
 from speechllm.data.manifest import Utterance, read_manifest, write_manifest
+from speechllm.hub.llm import chat_stop_token
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
 from speechllm.model.prompts import parse_ner
 from tiny import CORPUS, tiny_llm, tiny_tokenizer
@@ -91,6 +92,20 @@ def test_check_sentiment():
     for bad in ("good", "Positive or Negative", ""):
         a = check_sentiment(bad)
         assert not a.ok and a.sentiment is None and a.error
+
+
+def test_chat_stop_token_is_the_templates_end_of_turn():
+    """The token after an assistant answer in the chat template (ChatML: <|im_end|>), shared by
+    the annotator and the speech model's prompts."""
+    tok = tiny_tokenizer()
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert chat_stop_token(tok) == end
+    assert (
+        chat_stop_token(tok, [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
+        == end
+    )
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    assert chat_stop_token(tok) is None  # nothing follows the answer
 
 
 # ------------------------------------------------------------------ grammars

@@ -6,6 +6,7 @@ shared/data/librispeech-sample with each converted Whisper, and check the GGUF L
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import torch
 
 from speechllm.errors import ModelSourceError
 from speechllm.hub import registry, sources
+from speechllm.hub.cache import DEFAULT_CACHE, cache_root, file_sha256
 from speechllm.hub.gguf import load_gguf_llm
 from speechllm.hub.registry import SourceInfo, list_sources
 from speechllm.hub.sources import fetch, is_fetched, resolve
@@ -71,6 +73,21 @@ def _fake_source(
     info = SourceInfo("fake-model", "llm", "a test double", packages)
     monkeypatch.setitem(registry.REGISTRY, info.name, registry.Source(info, build))
     return builds
+
+
+def test_cache_root_and_file_sha256(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """One cache root for fetched models and encoder features: the caller's, else
+    $SPEECHLLM_CACHE, else ~/.cache/speechllm; and the file digest every cache check uses."""
+    monkeypatch.delenv("SPEECHLLM_CACHE", raising=False)
+    assert cache_root() == DEFAULT_CACHE.expanduser() == Path.home() / ".cache" / "speechllm"
+    monkeypatch.setenv("SPEECHLLM_CACHE", str(tmp_path / "env"))
+    assert cache_root() == tmp_path / "env"
+    assert cache_root(tmp_path / "given") == tmp_path / "given"
+    data = bytes(range(256)) * 5000  # more than one 1 MiB block
+    (tmp_path / "f.bin").write_bytes(data)
+    assert file_sha256(tmp_path / "f.bin") == hashlib.sha256(data).hexdigest()
+    (tmp_path / "f.bin").write_bytes(data[:-1] + b"x")
+    assert file_sha256(tmp_path / "f.bin") != hashlib.sha256(data).hexdigest()
 
 
 def test_missing_package_names_the_pip_command(

@@ -32,6 +32,7 @@ from speechllm.annotate.grammar import GRAMMAR_VERSION, Grammar, GrammarProcesso
 from speechllm.annotate.prompts import ANNOTATION_TASKS, PromptStyle, prompt_parts
 from speechllm.annotate.validation import Annotation, check
 from speechllm.errors import ModelSourceError
+from speechllm.hub.llm import chat_stop_token, load_causal_lm
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
 
 if TYPE_CHECKING:
@@ -99,13 +100,9 @@ class Annotator:
         if self.style == "chat":
             # The token the template writes after an assistant turn (e.g. <|im_end|>, Gemma's
             # <end_of_turn>) ends the answer as well as EOS does.
-            probe = "0xanswer0"
-            full = tok.apply_chat_template(
-                [{"role": "user", "content": "x"}, {"role": "assistant", "content": probe}],
-                tokenize=False,
-            )
-            after = tok(full.split(probe, 1)[1], add_special_tokens=False).input_ids
-            stops.update(after[:1])
+            end_of_turn = chat_stop_token(tok)
+            if end_of_turn is not None:
+                stops.add(end_of_turn)
         if not stops:
             raise ModelSourceError(f"{self.name}: the tokenizer has no EOS token to stop on")
         self._special_stop = frozenset(stops)
@@ -130,17 +127,8 @@ class Annotator:
         constrained: bool = True,
         calibrate: Sequence[str] = CALIBRATED_TASKS,
     ) -> Annotator:
-        """Load a packaged model name (`sources.py`), a local HF directory or a hub id."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from speechllm.hub.sources import resolve
-
-        path = resolve(name)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        except OSError as exc:
-            raise ModelSourceError(f"cannot load LLM {name!r} from {path}: {exc}") from exc
+        """Load a packaged model name (`hub/sources.py`), a local HF directory or a hub id."""
+        model, tokenizer = load_causal_lm(name)
         return cls(model, tokenizer, name, style, constrained, tuple(calibrate))
 
     @property

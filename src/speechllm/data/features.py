@@ -17,11 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from speechllm.data.audio import load_audio
+from speechllm.hub.cache import cache_root, file_sha256
 from speechllm.model.encoder import SpeechEncoder
-
-
-def default_cache_root() -> Path:
-    return Path(os.environ.get("SPEECHLLM_CACHE", Path.home() / ".cache" / "speechllm"))
 
 
 def encoder_key(encoder: SpeechEncoder) -> str:
@@ -35,25 +32,17 @@ def encoder_key(encoder: SpeechEncoder) -> str:
     return h.hexdigest()[:16]
 
 
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class FeatureCache:
     """Encoder frames for audio files: memory dict in front of a folder of safetensors files."""
 
     def __init__(self, encoder: SpeechEncoder, root: str | Path | None = None) -> None:
         self.encoder = encoder
-        self.dir = Path(root or default_cache_root() / "features") / encoder_key(encoder)
+        self.dir = Path(root or cache_root() / "features") / encoder_key(encoder)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._memory: dict[str, torch.Tensor] = {}
 
     def _path(self, audio_path: str) -> Path:
-        digest = file_digest(audio_path)
+        digest = file_sha256(audio_path)
         return self.dir / digest[:2] / f"{digest}.safetensors"
 
     def get(self, audio_path: str) -> torch.Tensor:

@@ -124,10 +124,6 @@ def _check_stamp(out: Path, spec: BenchSpec, voice_info: dict[str, Any]) -> None
         stamp.write_text(json.dumps(mine, indent=2) + "\n")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _check_lengths(utts: Sequence[Utterance]) -> None:
     long = [u for u in utts if (u.duration or 0.0) > WHISPER_WINDOW_SECONDS]
     if long:

@@ -27,18 +27,11 @@ from speechllm.data.bench.spec import (
     vader_corpus,
 )
 from speechllm.data.manifest import Utterance, write_manifest
-from speechllm.data.tts import (
-    LENGTH_SCALE_RANGE,
-    NOISE_SCALE_RANGE,
-    NOISE_W_RANGE,
-)
+from speechllm.data.tts import LENGTH_SCALE_RANGE, NOISE_SCALE_RANGE, NOISE_W_RANGE
+from speechllm.hub.cache import file_sha256
 from speechllm.labels import SENTIMENTS
 
 console = Console(stderr=True)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _count(utts: Sequence[Utterance], key: Callable[[Utterance], str]) -> dict[str, int]:
@@ -68,7 +61,7 @@ def bench_info(
     audio = sorted({Path(u.audio or "") for u in ner + sa + libri})
     audio_digest = hashlib.sha256()
     for path in audio:
-        audio_digest.update(f"{path.relative_to(out).as_posix()}\0{_sha256(path)}\n".encode())
+        audio_digest.update(f"{path.relative_to(out).as_posix()}\0{file_sha256(path)}\n".encode())
 
     def seconds(utts: Sequence[Utterance]) -> float:
         return round(sum(u.duration or 0.0 for u in utts), 1)
@@ -125,7 +118,7 @@ def bench_info(
                 "ids": [u.id for u in libri],
             },
         },
-        "sha256": {name: _sha256(out / name) for name in files},
+        "sha256": {name: file_sha256(out / name) for name in files},
         "audio_sha256": audio_digest.hexdigest(),
         "audio_files": len(audio),
     }
@@ -155,7 +148,7 @@ def write_cheap_labels(
         "method_version": cl.METHOD_VERSION,
         "packages": cl.package_versions(),
         "sources_sha256": {
-            p.relative_to(shared).as_posix(): _sha256(p)
+            p.relative_to(shared).as_posix(): file_sha256(p)
             for p in [shared / SLUE_DEV, *sorted((shared / VADER_DIR).glob("*.txt"))]
         },
     }
