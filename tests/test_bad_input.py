@@ -12,7 +12,6 @@ unsafe deserialisation.
 from __future__ import annotations
 
 import ast
-import io
 import json
 import tracemalloc
 from collections.abc import Callable
@@ -21,42 +20,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import speechllm.data.audio
+from clips import tone, wav_bytes
 from speechllm.cli import app as cli_app
 from speechllm.data.audio import decode_audio_bytes, load_audio
 from speechllm.errors import AudioTooLongError
-from speechllm.inference.decode import understand
+from speechllm.model.answers import parse_answers
 from speechllm.model.speechllm import SpeechLLM
-from speechllm.serving.server import ServerConfig, create_app
-from tiny import lively_tiny_model
-
-
-@pytest.fixture(scope="module")
-def model(tiny_dirs: tuple[Path, Path]) -> SpeechLLM:
-    return lively_tiny_model(tiny_dirs)
+from speechllm.serving.config import ServerConfig
+from speechllm.serving.server import create_app
 
 
 @pytest.fixture(scope="module")
 def model_dir(model: SpeechLLM, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return model.save(tmp_path_factory.mktemp("bad-input") / "model")
-
-
-def tone(seconds: float = 0.6, freq: float = 300.0, sr: int = 16000, channels: int = 1):
-    t = np.arange(int(seconds * sr)) / sr
-    x = (0.3 * np.sin(2 * np.pi * freq * t) + 0.1 * np.sin(2 * np.pi * 3.7 * freq * t)).astype(
-        np.float32
-    )
-    return np.stack([x, 0.5 * x], axis=1) if channels == 2 else x
-
-
-def wav_bytes(audio: np.ndarray, sr: int = 16000, subtype: str = "PCM_16") -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, audio, sr, format="WAV", subtype=subtype)
-    return buf.getvalue()
 
 
 def truncated() -> bytes:
@@ -103,7 +83,7 @@ ODD: dict[str, Callable[[], bytes]] = {
 def expected(model: SpeechLLM, data: bytes, tasks: list[str]) -> dict:
     """What the library answers for the clip alone."""
     frames, lengths = model.encoder([decode_audio_bytes(data, "x")])
-    return understand({t: model.generate(frames, lengths, [t])[0] for t in tasks})
+    return parse_answers({t: model.generate(frames, lengths, [t])[0] for t in tasks}).to_dict()
 
 
 # ------------------------------------------------------------------ CLI

@@ -10,21 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from typer.testing import CliRunner
 
+from clips import noise
 from speechllm.annotate.annotator import Annotator
 from speechllm.cli import app
-from speechllm.config import AdapterConfig, ModelConfig
 from speechllm.data.manifest import Utterance, read_manifest, write_manifest
 from speechllm.data.normalize import normalize_transcript, number_words, ordinal_words
 from speechllm.evaluation.cascade import run_cascade
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
-from speechllm.model.speechllm import SpeechLLM
 from speechllm.model.whisper_reader import WhisperTranscriber
 from test_normalize import read_slue_tsv
 from test_normalize import words as _words
-from tiny import save_tiny_whisper_asr
 
 runner = CliRunner()
 
@@ -257,30 +254,6 @@ def test_normalize_transcript_of_whisper_style_slue_sentences(
 # ------------------------------------------------------------------ tiny models
 
 
-def noise(seconds: float, seed: int) -> np.ndarray:
-    return (0.1 * np.random.default_rng(seed).standard_normal(int(16000 * seconds))).astype(
-        np.float32
-    )
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_dirs, tmp_path_factory) -> Path:
-    """A saved SpeechLLM run whose encoder is the tiny Whisper-with-decoder."""
-    root = tmp_path_factory.mktemp("cascade")
-    asr = save_tiny_whisper_asr(root / "tiny-whisper-asr")
-    torch.manual_seed(0)
-    model = SpeechLLM.from_config(
-        ModelConfig(
-            encoder=str(asr),
-            llm=str(tiny_dirs[1]),
-            adapter=AdapterConfig(hidden=48),
-            max_new_tokens=8,
-        )
-    )
-    model.save(root / "run" / "model")
-    return root / "run"
-
-
 @pytest.fixture(scope="module")
 def tiny_manifest(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cascade-data")
@@ -303,36 +276,40 @@ def tiny_manifest(tmp_path_factory) -> Path:
     return root / "m.jsonl"
 
 
-def test_transcriber_batches_like_one_by_one(tiny_run):
-    t = WhisperTranscriber.load(str(tiny_run.parent / "tiny-whisper-asr"))
+def test_transcriber_batches_like_one_by_one(tiny_asr_run):
+    t = WhisperTranscriber.load(str(tiny_asr_run.parent / "tiny-whisper-asr"))
     audios = [noise(s, i) for i, s in enumerate((1.0, 2.5, 0.5))]
     batched = t.transcribe(audios)
     assert batched == [t.transcribe([a])[0] for a in audios]
     assert all(batched) and len(set(batched)) > 1
 
 
-def test_run_cascade_labels_the_normalised_transcript(tiny_run, tiny_manifest, tiny_dirs):
+def test_run_cascade_labels_the_normalised_transcript(tiny_asr_run, tiny_manifest, tiny_dirs):
     utts = read_manifest(tiny_manifest, require_audio=True)
-    transcriber = WhisperTranscriber.load(str(tiny_run.parent / "tiny-whisper-asr"))
+    transcriber = WhisperTranscriber.load(str(tiny_asr_run.parent / "tiny-whisper-asr"))
     annotator = Annotator.load(str(tiny_dirs[1]))
     result = run_cascade(utts, ["asr", "ner", "sa"], transcriber, annotator, batch_size=2)
-    assert [a["id"] for a in result.answers] == ["c0", "c1", "c2"]
-    for a in result.answers:
-        assert a["transcript"] == normalize_transcript(a["transcript"])  # already normalised
-        assert a["raw"]["asr"] == a["transcript"]
+    assert [p.id for p in result.predictions] == ["c0", "c1", "c2"]
+    for p in result.predictions:
+        assert p.transcript == normalize_transcript(p.transcript)  # already normalised
+        assert p.raw["asr"] == p.transcript
     # NER where the reference has entity labels, SA where it has a sentiment: as end to end.
-    assert [("entities" in a, "sentiment" in a) for a in result.answers] == [
+    assert [(p.entities is not None, p.has_sentiment) for p in result.predictions] == [
         (True, True),
         (True, False),
         (False, True),
     ]
-    for a in result.answers:
-        assert all(tag in SLUE_TAGS and p in a["transcript"] for tag, p in a.get("entities", []))
-        assert a.get("sentiment", "Neutral") in SENTIMENTS
+    for p in result.predictions:
+        assert all(tag in SLUE_TAGS and ph in p.transcript for tag, ph in p.entities or [])
+        assert p.sentiment in SENTIMENTS or not p.has_sentiment
+        # The JSON shape is the model's: the same keys for the same outputs.
+        assert set(p.to_dict()) == {"raw", "parse_failures", "transcript"} | (
+            {"entities"} if p.entities is not None else set()
+        ) | ({"sentiment"} if p.has_sentiment else set())
     assert result.asr_seconds > 0 and result.label_seconds > 0
 
 
-def test_cli_cascade_and_end_to_end_share_the_report(tiny_run, tiny_manifest, tmp_path):
+def test_cli_cascade_and_end_to_end_share_the_report(tiny_asr_run, tiny_manifest, tmp_path):
     outs = {}
     for name, extra in (("e2e", []), ("cascade", ["--cascade"])):
         out = tmp_path / name
@@ -341,7 +318,7 @@ def test_cli_cascade_and_end_to_end_share_the_report(tiny_run, tiny_manifest, tm
             [
                 "evaluate",
                 "--model",
-                str(tiny_run),
+                str(tiny_asr_run),
                 "--manifest",
                 str(tiny_manifest),
                 "--out",
@@ -358,7 +335,7 @@ def test_cli_cascade_and_end_to_end_share_the_report(tiny_run, tiny_manifest, tm
     for m in (e2e, cascade):
         assert m["wall_seconds"] > 0 and m["cpu_seconds"] > 0
         assert {"wer", "ner_f1", "ner_label_f1", "sa_macro_f1", "slue_score"} <= m.keys()
-    assert cascade["cascade"]["asr"] == str(tiny_run.parent / "tiny-whisper-asr")
+    assert cascade["cascade"]["asr"] == str(tiny_asr_run.parent / "tiny-whisper-asr")
     assert cascade["cascade"]["asr_seconds"] > 0 and cascade["cascade"]["label_seconds"] > 0
     # The same scoring and report code: the same figures and files, whichever system decoded.
     only_e2e = {"ctc_wer"}

@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from speechllm.cli import app as cli_app
 from speechllm.data.audio import SAMPLE_RATE, load_audio
 from speechllm.inference import longform
-from speechllm.inference.decode import understand
 from speechllm.inference.longform import (
     FRAME,
     Segment,
@@ -26,8 +25,8 @@ from speechllm.inference.longform import (
     overall_sentiment,
     split_speech,
 )
+from speechllm.model.answers import Prediction, parse_answers
 from speechllm.model.speechllm import SpeechLLM
-from tiny import lively_tiny_model
 
 SR = SAMPLE_RATE
 Span = tuple[float, float]
@@ -279,14 +278,7 @@ def test_gaps_are_bridged_and_blips_dropped(monkeypatch):
 
 
 def piece(transcript, entities=(), sentiment=None, failures=()):
-    result = understand({"all": "x"})  # the shape understand gives
-    result.update(
-        transcript=transcript,
-        entities=[list(e) for e in entities],
-        sentiment=sentiment,
-        parse_failures=list(failures),
-    )
-    return result
+    return Prediction(transcript, list(entities), sentiment, list(failures), raw={"all": "x"})
 
 
 def seg(a: float, b: float) -> Segment:
@@ -340,8 +332,9 @@ def test_overall_sentiment_weights_by_duration_and_ties_are_neutral():
 
 
 def test_join_results_keeps_the_fields_of_the_tasks():
-    asr_only = {"raw": {"asr": "hello"}, "parse_failures": [], "transcript": "hello"}
-    out = join_results([seg(0, 2), seg(3, 4)], [asr_only, {**asr_only, "transcript": "there"}])
+    asr_only = Prediction("hello", raw={"asr": "hello"})
+    there = Prediction("there", raw={"asr": "there"})
+    out = join_results([seg(0, 2), seg(3, 4)], [asr_only, there])
     assert out["transcript"] == "hello there" and "entities" not in out and "sentiment" not in out
     assert join_results([], [], ["asr"]) == {"transcript": "", "parse_failures": [], "pieces": []}
     assert join_results([], [], ["sa"]) == {"sentiment": None, "parse_failures": [], "pieces": []}
@@ -357,11 +350,6 @@ def test_join_results_keeps_the_fields_of_the_tasks():
 
 
 # ------------------------------------------------------------------ CLI
-
-
-@pytest.fixture(scope="module")
-def model(tiny_dirs: tuple[Path, Path]) -> SpeechLLM:
-    return lively_tiny_model(tiny_dirs)
 
 
 @pytest.fixture(scope="module")
@@ -384,10 +372,10 @@ def infer(model_dir: Path, *paths: Path, task: str = "all") -> list[dict]:
     return json.loads(result.stdout)
 
 
-def alone(model: SpeechLLM, audio: np.ndarray, tasks: list[str]) -> dict:
+def alone(model: SpeechLLM, audio: np.ndarray, tasks: list[str]) -> Prediction:
     """What the library answers for a clip of at most 30 s decoded by itself."""
     frames, lengths = model.encoder([audio])
-    return understand({t: model.generate(frames, lengths, [t])[0] for t in tasks})
+    return parse_answers({t: model.generate(frames, lengths, [t])[0] for t in tasks})
 
 
 def test_cli_joins_the_pieces_of_a_long_file(shared, model, model_dir, tmp_path):
@@ -415,13 +403,15 @@ def test_cli_joins_the_pieces_of_a_long_file(shared, model, model_dir, tmp_path)
     ]
     # Each piece is answered as the library answers that piece alone; the file's result joins them.
     expected = [alone(model, s.audio, ["all"]) for s in segments]
-    assert [p["raw"] for p in joined["pieces"]] == [e["raw"] for e in expected]
+    assert [p["raw"] for p in joined["pieces"]] == [e.raw for e in expected]
     assert {k: v for k, v in joined.items() if k != "audio"} == json.loads(
         json.dumps(join_results(segments, expected))
     )
 
     # A short file: exactly the JSON of before (the clip decoded whole), alone or beside a long one.
-    before = json.loads(json.dumps({"audio": str(short), **alone(model, short_audio, ["all"])}))
+    before = json.loads(
+        json.dumps({"audio": str(short), **alone(model, short_audio, ["all"]).to_dict()})
+    )
     assert both[1] == before
     assert infer(model_dir, short) == [before]
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from speechllm.data.manifest import REQUIRED_KEYS, Utterance, read_manifest, write_manifest
 from speechllm.errors import ManifestError
-from speechllm.evaluation.report import compute_metrics
+from speechllm.evaluation.metrics import compute_metrics
 from speechllm.evaluation.slue import (
     ner_scores,
     normalize_text,
@@ -31,6 +31,7 @@ from speechllm.evaluation.slue import (
     word_errors,
 )
 from speechllm.labels import ONTONOTES_TO_SLUE, SENTIMENTS, SLUE_TAGS
+from speechllm.model.answers import Prediction
 from speechllm.model.prompts import format_ner, parse_asr, parse_ner, parse_sentiment
 
 # deadline=None: a training run shares this machine's CPUs, so per-example times vary widely.
@@ -445,9 +446,9 @@ def test_report_slue_score_is_the_formula_over_its_own_figures(rows: list[Any]) 
     refs, preds = [], []
     for i, (ref_text, hyp_text, gold, pred, gold_sa, pred_sa) in enumerate(rows):
         refs.append(Utterance(f"u{i}", None, None, ref_text, gold, gold_sa))
-        preds.append(Utterance(f"u{i}", None, None, hyp_text, pred, pred_sa))
+        preds.append(Prediction(hyp_text, pred, pred_sa, id=f"u{i}"))
     assume(any(r.text.strip() for r in refs))  # WER needs some reference text
     m = compute_metrics(refs, preds)
-    assert m["wer"] == wer([r.text for r in refs], [p.text for p in preds])
+    assert m["wer"] == wer([r.text for r in refs], [p.transcript for p in preds])
     assert m["ner_f1"] == ner_scores([r.entities for r in refs], [p.entities for p in preds])["f1"]
     assert m["slue_score"] == pytest.approx(((100 - m["wer"]) + m["sa_macro_f1"] + m["ner_f1"]) / 3)

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from speechllm.cli import app
 from speechllm.data.manifest import Utterance, read_manifest, write_manifest
 from speechllm.errors import ManifestError
-from speechllm.evaluation import report
+from speechllm.evaluation import plots, report
+from speechllm.evaluation.metrics import align, compute_metrics
 from tiny import require
 
 runner = CliRunner()
@@ -146,7 +147,8 @@ def test_score_writes_the_report_files(tmp_path):
     again = read_manifest(out / "predictions.jsonl")
     assert [u.id for u in again] == ["r1", "r2", "r3", "r4"]
     assert again[1].entities == [("WHEN", "on monday")] and again[2].sentiment is None
-    assert report.compute_metrics(REFERENCE, again) == json.loads(result.stdout)
+    rescored = compute_metrics(REFERENCE, report.read_predictions(out / "predictions.jsonl"))
+    assert rescored == json.loads(result.stdout)
 
     assert (out / "slue_submission.tsv").read_text().splitlines() == [
         "id\tpred_text\tpred_ner\tpred_sentiment",
@@ -157,11 +159,11 @@ def test_score_writes_the_report_files(tmp_path):
     ]
 
     sizes = {
-        "ner_f1_by_tag.png": report.NER_PLOT_SIZE,
-        "sentiment_confusion.png": report.CONFUSION_PLOT_SIZE,
-        "wer_by_length.png": report.WER_PLOT_SIZE,
+        "ner_f1_by_tag.png": plots.NER_PLOT_SIZE,
+        "sentiment_confusion.png": plots.CONFUSION_PLOT_SIZE,
+        "wer_by_length.png": plots.WER_PLOT_SIZE,
     }
-    assert [tuple(round(x * report.DPI) for x in s) for s in sizes.values()] == [
+    assert [tuple(round(x * plots.DPI) for x in s) for s in sizes.values()] == [
         (800, 450),
         (600, 500),
         (800, 450),
@@ -171,7 +173,7 @@ def test_score_writes_the_report_files(tmp_path):
             img.verify()  # a whole, valid PNG
         with Image.open(out / name) as img:
             assert img.format == "PNG"
-            assert img.size == (round(w * report.DPI), round(h * report.DPI))
+            assert img.size == (round(w * plots.DPI), round(h * plots.DPI))
             assert len(img.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 10
 
     md = (out / "report.md").read_text()
@@ -198,7 +200,7 @@ def test_ner_wrd_files_score_the_same_with_the_slue_evaluator(tmp_path):
     import slue_evaluator.eval as reader
     import slue_evaluator.slue_toolkit_eval_utils as utils
 
-    metrics = report.compute_metrics(REFERENCE, report.read_predictions(write_pair(tmp_path)[1]))
+    metrics = compute_metrics(REFERENCE, report.read_predictions(write_pair(tmp_path)[1]))
     files = report.write_report(
         tmp_path / "out", REFERENCE, report.read_predictions(tmp_path / "pred.jsonl"), metrics
     )
@@ -233,7 +235,7 @@ def test_missing_and_extra_ids_are_named(tmp_path):
         match=r"8 reference id\(s\) have no prediction: "
         r"u0, u1, u2, u3, u4, \.\.\. \(8 in all\)",
     ):
-        report.align(many, [])
+        align(many, [])
 
 
 def test_bad_prediction_lines_are_reported(tmp_path):
@@ -349,3 +351,33 @@ def test_evaluate_on_a_tiny_run(tiny_dirs, tmp_path):
     assert {k: v for k, v in rescored.items() if k not in skip} == {
         k: v for k, v in metrics.items() if k not in skip
     }
+
+
+def test_training_held_out_figures_are_evaluates_exactly(tiny_dirs, tmp_path):
+    """One path from audio to score: the held-out record training logs for its final weights is
+    what `speechllm evaluate` prints for the same manifest and weights, every figure (training
+    logs top-level floats rounded to 3 places), nested tables and parse failures included."""
+    from speechllm.training.train import train
+    from test_train import read_log, tiny_run
+
+    cfg = tiny_run(tiny_dirs, tmp_path, steps=2, lora=True)
+    train(cfg)
+    logged = [r for r in read_log(tmp_path / "run") if r.get("eval")][-1]
+    held_out = tmp_path / "data" / "held-out.jsonl"  # beside m.jsonl: its audio paths resolve
+    write_manifest(held_out, read_manifest(cfg.data.eval[0])[: cfg.data.max_eval_utterances])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            *("--model", str(tmp_path / "run"), "--manifest", str(held_out)),
+            *("--out", str(tmp_path / "eval"), "--tasks", ",".join(cfg.data.tasks)),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    timings = {"wall_seconds", "cpu_seconds"}
+    assert {"wer", "ctc_wer", "ner_f1", "sa_macro_f1", "slue_score"} <= printed.keys()
+    assert printed.keys() - timings <= logged.keys()
+    for key, value in printed.items():
+        if key not in timings:
+            assert logged[key] == (round(value, 3) if isinstance(value, float) else value), key

@@ -1,7 +1,6 @@
 """The HTTP server on a tiny model: answers, batching, limits, admission control and bad
 uploads (no uvicorn)."""
 
-import io
 import json
 import math
 import re
@@ -11,37 +10,21 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-import soundfile as sf
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+import speechllm.serving.batcher
 import speechllm.serving.server
+from clips import tone, wav_bytes
 from speechllm.cli import app as cli_app
 from speechllm.data.audio import decode_audio_bytes
 from speechllm.errors import ConfigError
-from speechllm.inference.decode import understand
 from speechllm.inference.longform import join_results, split_speech
-from speechllm.serving.server import ServerConfig, ServiceEstimate, create_app
+from speechllm.model.answers import parse_answers
+from speechllm.serving.batcher import ServiceEstimate
+from speechllm.serving.config import ServerConfig
+from speechllm.serving.server import create_app
 from test_longform import alone, concatenate, librispeech_clips
-from tiny import lively_tiny_model
-
-
-@pytest.fixture(scope="module")
-def model(tiny_dirs):
-    return lively_tiny_model(tiny_dirs)
-
-
-def tone(seconds=0.6, freq=300.0, sr=16000, channels=1):
-    t = np.arange(int(seconds * sr)) / sr
-    x = 0.3 * np.sin(2 * np.pi * freq * t) + 0.1 * np.sin(2 * np.pi * 3.7 * freq * t)
-    x = x.astype(np.float32)
-    return np.stack([x, 0.5 * x], axis=1) if channels == 2 else x
-
-
-def wav_bytes(audio, sr=16000, subtype="PCM_16", fmt="WAV"):
-    buf = io.BytesIO()
-    sf.write(buf, audio, sr, format=fmt, subtype=subtype)
-    return buf.getvalue()
 
 
 def post(client, data, task="all", name="clip.wav"):
@@ -55,7 +38,7 @@ def expected(model, data, tasks):
     wav = decode_audio_bytes(data, "x")
     frames, lengths = model.encoder([wav])
     # Task `all` is one generation that carries transcript, entities and sentiment together.
-    return understand({tasks: model.generate(frames, lengths, [tasks])[0]})
+    return parse_answers({tasks: model.generate(frames, lengths, [tasks])[0]}).to_dict()
 
 
 def content(response):
@@ -537,13 +520,13 @@ def test_a_short_clip_passes_ahead_of_the_rest_of_a_long_recording(
     arriving while it is in the model is answered in the next call, not after all its pieces."""
     started, release = paused
     calls = []  # the clips of each model call, by their lengths in samples
-    real_run = speechllm.serving.server._run_batch
+    real_run = speechllm.serving.batcher._run_batch
 
     def recording(model, items):
         calls.append([len(audio) for audio, _ in items])
         return real_run(model, items)
 
-    monkeypatch.setattr(speechllm.serving.server, "_run_batch", recording)
+    monkeypatch.setattr(speechllm.serving.batcher, "_run_batch", recording)
     short = wav_bytes(tone())
     short_samples = len(decode_audio_bytes(short, "x"))
     app = create_app(model, ServerConfig(max_batch=2, batch_wait_ms=0))

@@ -40,12 +40,11 @@ def run_demo(workdir: Path, show: int | None = None) -> dict[str, Any]:
     from speechllm.data.bench.build import build_bench
     from speechllm.data.bench.spec import BenchSpec
     from speechllm.data.importers.librispeech import import_librispeech
-    from speechllm.evaluation import report
     from speechllm.evaluation.cascade import load_cascade, run_cascade
+    from speechllm.evaluation.metrics import compute_metrics
     from speechllm.hub.shipped import DEFAULT_MODEL, resolve_model
     from speechllm.hub.sources import fetch
-    from speechllm.inference.decode import encode_files
-    from speechllm.inference.decode import evaluate as answer_clips
+    from speechllm.inference.evaluate import evaluate
     from speechllm.model.speechllm import SpeechLLM, read_model_config
 
     settings = demo_settings()
@@ -69,20 +68,17 @@ def run_demo(workdir: Path, show: int | None = None) -> dict[str, Any]:
     console.rule(f"3. {model_dir.name}: one generation per clip")
     model = SpeechLLM.load(model_dir)
     t0 = time.perf_counter()
-    frames = encode_files(model, [u.audio or "" for u in utts])
-    raw, answers = answer_clips(model, utts, frames, ["all"])
+    model_metrics, model_preds = evaluate(model, utts, ["all"])
     model_seconds = time.perf_counter() - t0
-    model_metrics, model_preds = report.score_answers(utts, answers, raw, ["all"])
-    del model, frames
+    del model
 
     console.rule("4. cascade: Whisper's decoder, then the frozen LLM labels the text")
     transcriber, annotator, _ = load_cascade(model_dir)
     t0 = time.perf_counter()
     cascade = run_cascade(utts, ["asr", "ner", "sa"], transcriber, annotator)
     cascade_seconds = time.perf_counter() - t0
-    cascade_metrics, cascade_preds = report.score_answers(
-        utts, cascade.answers, {}, ["asr", "ner", "sa"]
-    )
+    cascade_preds = cascade.predictions
+    cascade_metrics = compute_metrics(utts, cascade_preds, ["asr", "ner", "sa"])
 
     console.rule("5. side by side")
     shown = show if show is not None else settings.get("show", 6)
@@ -93,8 +89,9 @@ def run_demo(workdir: Path, show: int | None = None) -> dict[str, Any]:
         table = Table(title=gold.id, show_lines=False)
         for column in ("", "transcript", "entities", "sentiment"):
             table.add_column(column, overflow="fold")
-        for name, u in (("gold", gold), ("model", mine), ("cascade", theirs)):
-            table.add_row(name, u.text, _entities(u.entities), str(u.sentiment or "-"))
+        table.add_row("gold", gold.text, _entities(gold.entities), str(gold.sentiment or "-"))
+        for name, p in (("model", mine), ("cascade", theirs)):
+            table.add_row(name, p.transcript or "", _entities(p.entities), str(p.sentiment or "-"))
         out.print(table)
     audio_seconds = sum(u.duration or 0 for u in utts)
     scores = Table(

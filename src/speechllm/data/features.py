@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from speechllm.data.audio import load_audio
+from speechllm.inference.decode import encode_clips
 from speechllm.hub.cache import cache_root, file_sha256
 from speechllm.model.encoder import SpeechEncoder
 
@@ -75,9 +76,9 @@ class FeatureCache:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             audios = [self.encoder.check(load_audio(a), a) for a, _ in chunk]
-            frames, lengths = self.encoder(audios)
-            for (a, path), f, n in zip(chunk, frames, lengths, strict=True):
-                value = f[: int(n)].to(torch.float16).contiguous()
+            frames = encode_clips(self.encoder, audios, len(audios))
+            for (a, path), f in zip(chunk, frames, strict=True):
+                value = f.to(torch.float16).contiguous()
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
                 os.close(fd)

@@ -13,8 +13,8 @@ LLM must answer: does it beat "ASR, then a text model"? With the same parts:
    labels the normalised transcript with `speechllm.annotate` (few-shot prompts, grammar-
    constrained greedy decoding, validation and one retry).
 
-The answers have the shape of `inference.understand`'s, so `speechllm evaluate` scores and reports
-them with exactly the code of the end-to-end evaluation.
+The answers are `Prediction`s, as the model's are, so `speechllm evaluate` scores and reports them
+with exactly the code of the end-to-end evaluation.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from speechllm.data.manifest import Utterance
 from speechllm.data.normalize import normalize_transcript
+from speechllm.model.answers import Prediction
 from speechllm.model.whisper_reader import WhisperTranscriber
 
 if TYPE_CHECKING:
@@ -38,10 +39,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class CascadeResult:
-    """What the cascade produced: answers in `inference.understand`'s shape, plus timings."""
+    """What the cascade produced: one prediction per utterance, plus timings."""
 
-    answers: list[dict[str, Any]]
-    """One per utterance: id, transcript, entities, sentiment, parse_failures, raw."""
+    predictions: list[Prediction]
     asr: str
     llm: str
     asr_seconds: float
@@ -81,7 +81,7 @@ def run_cascade(
     label_progress: Callable[[int], None] | None = None,
 ) -> CascadeResult:
     """Transcribe every utterance, then label NER / SA where `tasks` asks and the utterance has
-    labels (as `inference.evaluate` picks its jobs). A label the annotator could not produce
+    labels (as `inference.evaluate.labelled_tasks` picks the model's). A label the annotator could not produce
     (a recorded failure) is a parse failure of that task, as a malformed answer is end to end."""
     from speechllm.annotate.run import annotate_texts
 
@@ -90,8 +90,8 @@ def run_cascade(
         transcriber, [u.audio or "" for u in utts], batch_size, asr_progress
     )
     t1 = time.perf_counter()
-    answers: list[dict[str, Any]] = [
-        {"id": u.id, "transcript": t, "raw": {"asr": t}, "parse_failures": []}
+    predictions = [
+        Prediction(transcript=t, raw={"asr": t}, id=u.id)
         for u, t in zip(utts, transcripts, strict=True)
     ]
     for task in ("ner", "sa"):
@@ -110,16 +110,16 @@ def run_cascade(
             progress=label_progress,
         )
         for i, result in zip(labelled, results, strict=True):
-            a = answers[i]
-            a["raw"][task] = result.answer
+            p = predictions[i]
+            p.raw[task] = result.answer
             if task == "ner":
-                a["entities"] = [list(e) for e in result.entities or []]
+                p.entities = list(result.entities or [])
             else:
-                a["sentiment"] = result.sentiment
+                p.sentiment = result.sentiment
             if not result.ok:
-                a["parse_failures"].append(task)
+                p.parse_failures.append(task)
     return CascadeResult(
-        answers=answers,
+        predictions=predictions,
         asr=str(transcriber.model.name_or_path),
         llm=annotator.name,
         asr_seconds=t1 - t0,

@@ -26,6 +26,7 @@ import numpy as np
 
 from speechllm.data.audio import SAMPLE_RATE, WHISPER_WINDOW_SECONDS
 from speechllm.errors import SpeechLLMError
+from speechllm.model.answers import Prediction
 
 FRAME = 512
 """Samples per VAD frame at 16 kHz (32 ms): the resolution of every boundary found."""
@@ -270,10 +271,11 @@ def _pause_cut(lo: int, hi: int, quiet: np.ndarray) -> int | None:
 
 def join_results(
     segments: Sequence[Segment],
-    per_piece_results: Sequence[dict[str, Any]],
+    per_piece: Sequence[Prediction],
     tasks: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """One result for a recording from the results of its pieces (`inference.understand`'s dicts).
+    """One result for a recording (the JSON of `speechllm infer` and the server) from the
+    predictions of its pieces.
 
     - `transcript`: the pieces' transcripts in order, joined with single spaces (empty ones
       skipped).
@@ -292,8 +294,9 @@ def join_results(
     tasks decoded); with no pieces (no speech found) it follows `tasks` when given (`asr`,
     `ner`, `sa`, `all` as in `prompts.TASKS`), else all three are present, empty.
     """
-    if len(segments) != len(per_piece_results):
-        raise ValueError(f"{len(segments)} segments but {len(per_piece_results)} results")
+    if len(segments) != len(per_piece):
+        raise ValueError(f"{len(segments)} segments but {len(per_piece)} results")
+    per_piece_results = [p.to_dict() for p in per_piece]
     fields = {"transcript", "entities", "sentiment"}
     if per_piece_results:
         fields = {k for r in per_piece_results for k in r} & fields

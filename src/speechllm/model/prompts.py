@@ -23,6 +23,7 @@ answer was well formed, so callers can count failures.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
@@ -39,6 +40,27 @@ INSTRUCTIONS: dict[str, str] = {
     "sa": "Sentiment?",
     "all": "Sentiment, then transcribe with entities.",
 }
+
+
+def parse_tasks(text: str, choices: Sequence[str] = TASKS, option: str = "--tasks") -> list[str]:
+    """A comma-separated task list (`asr,ner,sa`, `all`, ...) -> the tasks named, in `choices`
+    order; ValueError naming `option` on an unknown or empty list.
+
+    Where `all` is not itself a choice (annotation: `ner,sa`) it stands for every choice; among
+    the model's `TASKS` it is the one-generation answer that carries all three outputs.
+    """
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    every = "all" not in choices
+    if every and names == ["all"]:
+        return list(choices)
+    unknown = [t for t in names if t not in choices]
+    if unknown or not names:
+        raise ValueError(
+            f"{option} must be a comma-separated subset of {','.join(choices)}"
+            f"{' or all' if every else ''}, got {text!r}"
+        )
+    return [t for t in choices if t in names]
+
 
 ALL_SEPARATOR = " | "
 """Between the sentiment word and the tagged transcript in an `all` answer."""

@@ -351,9 +351,9 @@ def render_results(config: ExperimentConfig, table: list[dict[str, Any]]) -> str
 def plot_results(table: list[dict[str, Any]], path: Path) -> None:
     """Grouped bars: WER, NER F1, SA F1 and SLUE score per row (the mean over seeds), with the
     min-max over seeds as error bars where there are several."""
-    from speechllm.evaluation.report import _figure, _save
+    from speechllm.evaluation.plots import figure, save
 
-    fig = _figure((8.0, 4.0))
+    fig = figure((8.0, 4.0))
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(METRICS)
     for k, key in enumerate(METRICS):
@@ -370,7 +370,7 @@ def plot_results(table: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("%")
     ax.legend(fontsize=8)
     ax.set_title("Ablation: each row adds one technique")
-    _save(fig, path)
+    save(fig, path)
 
 
 def train_row(run: RunConfig) -> Path:
@@ -381,24 +381,21 @@ def train_row(run: RunConfig) -> Path:
 
 
 def score_row(model_dir: Path, settings: ExperimentEval, out: Path) -> dict[str, Any]:
-    """Decode and score `settings.manifest` with the model in `model_dir` as `speechllm evaluate`
-    does (every task each utterance has labels for); writes the report to `out`."""
-    from speechllm.evaluation import report
-    from speechllm.inference.decode import encode_files
-    from speechllm.inference.decode import evaluate as decode_and_score
+    """Decode and score `settings.manifest` with the model in `model_dir` by the function
+    `speechllm evaluate` runs (`inference.evaluate.evaluate`: every task each utterance has
+    labels for); writes the report to `out`."""
+    from speechllm.evaluation.report import write_report
+    from speechllm.inference.evaluate import evaluate
     from speechllm.model.speechllm import SpeechLLM
 
     utts = read_manifest(settings.manifest, require_audio=True)
     if settings.max_utterances:
         utts = utts[: settings.max_utterances]
-    tasks = ["asr", "ner", "sa"]
     start = time.perf_counter()
     model = SpeechLLM.load(model_dir)
-    frames = encode_files(model, [u.audio or "" for u in utts], settings.batch_size)
-    raw, answers = decode_and_score(model, utts, frames, tasks, settings.batch_size)
-    metrics, predictions = report.score_answers(utts, answers, raw, tasks)
-    metrics["wall_seconds"] = time.perf_counter() - start
-    report.write_report(
-        out, utts, predictions, metrics, sources={"model": str(model_dir), "manifest": ""}
+    metrics, predictions = evaluate(
+        model, utts, ["asr", "ner", "sa"], batch_size=settings.batch_size
     )
+    metrics["wall_seconds"] = time.perf_counter() - start
+    write_report(out, utts, predictions, metrics, sources={"model": str(model_dir), "manifest": ""})
     return metrics

@@ -1,0 +1,202 @@
+"""`speechllm data ...` (import corpora, speak text, the text corpus) and `speechllm bench build`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from speechllm.cli.common import bench_app, data_app, err, fail, import_app
+from speechllm.errors import SpeechLLMError
+
+
+@import_app.command("slue-voxpopuli")
+def import_slue(
+    tsv: Path,
+    out: Annotated[Path, typer.Option(help="Manifest to write (JSONL).")],
+    audio_dir: Annotated[
+        Path | None, typer.Option(help="Folder of <id>.flac; omit for a text-only manifest.")
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Override the split recorded per line.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Keep only the first N rows.")] = None,
+) -> None:
+    """SLUE-VoxPopuli tsv -> manifest with (combined tag, phrase) entities."""
+    from speechllm.data.importers.slue import import_slue_voxpopuli
+    from speechllm.data.manifest import write_manifest
+
+    try:
+        utts = import_slue_voxpopuli(tsv, audio_dir=audio_dir, split=split)[:limit]
+        write_manifest(out, utts)
+    except SpeechLLMError as exc:
+        fail(exc)
+    err.print(f"wrote {len(utts)} utterances to {out}")
+
+
+@import_app.command("slue-voxceleb")
+def import_voxceleb_cmd(
+    tsv: Path,
+    out: Annotated[Path, typer.Option(help="Manifest to write (JSONL).")],
+    audio_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of segmented <id>.flac|.wav clips; omit for a text-only manifest."
+        ),
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Override the split recorded per line.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Keep only the first N rows.")] = None,
+) -> None:
+    """SLUE-VoxCeleb tsv -> manifest with sentiment labels (<mixed>/Disagreement rows left out)."""
+    from speechllm.data.importers.slue import import_slue_voxceleb
+    from speechllm.data.manifest import write_manifest
+
+    skipped: list[str] = []
+    try:
+        utts = import_slue_voxceleb(tsv, audio_dir=audio_dir, split=split, skipped=skipped)[:limit]
+        write_manifest(out, utts)
+    except SpeechLLMError as exc:
+        fail(exc)
+    err.print(
+        f"wrote {len(utts)} utterances to {out} "
+        f"(left out {len(skipped)} <mixed>/Disagreement rows, as SLUE does)"
+    )
+
+
+@import_app.command("vader")
+def import_vader_cmd(
+    path: Path,
+    out: Annotated[Path, typer.Option(help="Text-only manifest to write (JSONL).")],
+    split: Annotated[
+        str,
+        typer.Option(
+            help="Split recorded on every line. Where test-ids.tsv lies beside the files, 'test' "
+            "keeps only the snippets it reserves for evaluation and any other split only the rest."
+        ),
+    ] = "train",
+    limit: Annotated[int | None, typer.Option(help="Keep only the first N utterances.")] = None,
+) -> None:
+    """VADER human ratings (*_GroundTruth.txt file or folder) -> text-only sentiment manifest.
+
+    Mean rating >= 1 is Positive, <= -1 Negative, within +-0.5 Neutral; others are left out.
+    """
+    from speechllm.data.importers.vader import import_vader
+    from speechllm.data.manifest import write_manifest
+
+    skipped: list[str] = []
+    try:
+        utts = import_vader(path, split=split, skipped=skipped)[:limit]
+        write_manifest(out, utts)
+    except SpeechLLMError as exc:
+        fail(exc)
+    counts = {s: sum(u.sentiment == s for u in utts) for s in ("Negative", "Neutral", "Positive")}
+    err.print(
+        f"wrote {len(utts)} utterances to {out} "
+        f"({', '.join(f'{k} {v}' for k, v in counts.items())}; "
+        f"left out {len(skipped)} ratings between the classes)"
+    )
+
+
+@data_app.command("text-corpus")
+def text_corpus(
+    out: Annotated[Path, typer.Option(help="Folder for the manifests.")] = Path("work/text"),
+    synthetic: Annotated[
+        bool, typer.Option(help="Fill labels a source lacks with spaCy / VADER (synthetic).")
+    ] = True,
+) -> None:
+    """Labelled text for `kind: text` training stages (SLUE fine-tune + unreserved VADER)."""
+    from speechllm.data.textset import build_text_corpus
+
+    try:
+        summary = build_text_corpus(out, synthetic=synthetic)
+    except SpeechLLMError as exc:
+        fail(exc)
+    for name, info in summary.items():
+        if name.endswith(".jsonl"):
+            counts = f", sentiment {info['sentiment_counts']}" if "sentiment_counts" in info else ""
+            err.print(f"{out / name}: {info['rows']} rows{counts}")
+
+
+@import_app.command("librispeech")
+def import_librispeech_cmd(
+    root: Path,
+    out: Annotated[Path, typer.Option(help="Manifest to write (JSONL).")],
+) -> None:
+    """A LibriSpeech folder (speaker/chapter/*.flac + *.trans.txt) -> manifest."""
+    from speechllm.data.importers.librispeech import import_librispeech
+    from speechllm.data.manifest import write_manifest
+
+    try:
+        utts = import_librispeech(root)
+        write_manifest(out, utts)
+    except SpeechLLMError as exc:
+        fail(exc)
+    err.print(f"wrote {len(utts)} utterances to {out}")
+
+
+@data_app.command("synth")
+def data_synth(
+    manifest: Path,
+    out: Annotated[Path, typer.Option(help="Folder for wav/ and the spoken manifest.")],
+    seed: Annotated[int, typer.Option(help="Seed of the per-utterance prosody variation.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Speak only the first N utterances.")] = None,
+    voice: Annotated[
+        str,
+        typer.Option(
+            help="piper (the packaged joe voice), or flite voices for evaluation on unheard "
+            "voices, e.g. flite:kal16,flite:awb,flite:rms,flite:slt (utterances take them in turn)."
+        ),
+    ] = "piper",
+) -> None:
+    """Speak a text-only manifest -> 16 kHz WAVs + `<out>/manifest.jsonl`."""
+    from speechllm.data.manifest import read_manifest, write_manifest
+    from speechllm.data.tts import make_voice, synthesize_manifest
+
+    try:
+        utts = read_manifest(manifest)[:limit]
+        voices = [make_voice(v.strip()) for v in voice.split(",") if v.strip()]
+        spoken = list(utts)
+        for k, speaker in enumerate(voices):
+            mine = list(range(k, len(utts), len(voices)))
+            done = synthesize_manifest([utts[i] for i in mine], out, seed=seed, voice=speaker)
+            for i, u in zip(mine, done, strict=True):
+                spoken[i] = u
+        write_manifest(out / "manifest.jsonl", spoken)
+    except SpeechLLMError as exc:
+        fail(exc)
+    err.print(f"wrote {len(spoken)} utterances to {out / 'manifest.jsonl'}")
+
+
+@bench_app.command("build")
+def bench_build(
+    out: Annotated[Path, typer.Option(help="Folder for the manifests, WAVs and bench.json.")],
+    # Defaults mirror bench.DEFAULT_NER / DEFAULT_SA / DEFAULT_SEED (literals here so that the
+    # CLI starts without importing the TTS stack; tests/test_bench.py checks they agree).
+    ner: Annotated[int, typer.Option(help="SLUE-VoxPopuli dev utterances (the first N).")] = 100,
+    sa: Annotated[int, typer.Option(help="VADER snippets, stratified by sentiment.")] = 60,
+    seed: Annotated[int, typer.Option(help="Seed of the SA sample and of the speech.")] = 0,
+    cheap_labels: Annotated[
+        bool,
+        typer.Option(help="Also write the spaCy/VADER label twin (needs the labels extra)."),
+    ] = True,
+) -> None:
+    """Build (or resume) the offline benchmark: ner.jsonl, sa.jsonl, asr.jsonl, WAVs, bench.json."""
+    import time
+
+    from speechllm.data.bench.build import build_bench
+    from speechllm.data.bench.spec import BenchSpec
+
+    start = time.monotonic()
+    try:
+        result = build_bench(out, BenchSpec(ner=ner, sa=sa, seed=seed), cheap_labels=cheap_labels)
+    except (SpeechLLMError, ValueError, OSError) as exc:
+        fail(exc)
+    sizes = result.info["sizes"]
+    err.print(
+        f"bench in {out}: NER {sizes['ner']}, SA {sizes['sa']}, ASR {sizes['asr']} clips "
+        f"({time.monotonic() - start:.0f} s); see {out / 'README.md'}"
+    )
+    if result.cheap is not None:
+        # The agreement figures; `inputs` (package versions, source digests) stays in the file.
+        full = {k: v for k, v in result.cheap["full"].items() if k != "inputs"}
+        print(json.dumps({"bench": result.cheap["bench"], "full": full}, indent=2))
