@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from speechllm.data.audio import load_audio
-from speechllm.inference.decode import encode_clips
 from speechllm.hub.cache import cache_root, file_sha256
+from speechllm.inference.decode import encode_clips
 from speechllm.model.encoder import SpeechEncoder
 
 
