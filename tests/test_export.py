@@ -11,8 +11,10 @@ from safetensors.torch import load_file
 
 from speechllm.config import AdapterConfig, ClassifierHeadsConfig, LoraSettings, ModelConfig
 from speechllm.errors import ConfigError, ModelSourceError
+from speechllm.hub.shipped import CONFIG_FILE, WEIGHTS_FILE
 from speechllm.model.export import MERGED_LLM_DIR, export_model
-from speechllm.model.speechllm import CONFIG_FILE, WEIGHTS_FILE, Batch, SpeechLLM, read_model_config
+from speechllm.model.saving import read_model_config
+from speechllm.model.speechllm import Batch, SpeechLLM
 
 TASKS = ["asr", "ner", "sa"]
 
@@ -81,7 +83,8 @@ def test_merged_export_gives_the_same_outputs(tiny_dirs, tmp_path, speech_input)
     weights = load_file(str(out / WEIGHTS_FILE))
     assert {k.split(".")[0] for k in weights} == {"adapter", "ctc", "classifier"}
     meta = json.loads((out / CONFIG_FILE).read_text())
-    assert meta["model"]["llm"] == MERGED_LLM_DIR and not meta["model"]["lora"]["enabled"]
+    assert meta["llm"] == MERGED_LLM_DIR and not meta["lora"]["enabled"]
+    assert meta["merged_lora"] and meta["exported_from"] == str((tmp_path / "run/model").resolve())
     assert read_model_config(out).llm == str((out / MERGED_LLM_DIR).resolve())
     assert (out / "train_summary.json").is_file()
 

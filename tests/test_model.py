@@ -1,5 +1,7 @@
 """The model on tiny random Whisper + Llama built in code: shapes, masks, batching, save/load."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -137,3 +139,131 @@ def test_ctc_only_step_skips_the_llm(tiny_dirs):
     assert calls  # the hook does see the LLM when the LM loss is on
     out["loss"].backward()
     assert m.ctc.blank.grad is not None and all(p.grad is not None for p in m.adapter.parameters())
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_dirs, tmp_path_factory):
+    """A tiny model with LoRA and trained parts moved off their init, saved; (model, folder)."""
+    m = make_model(tiny_dirs, lora=LoraSettings(enabled=True, r=4, alpha=8))
+    m.ctc.set_vocab(list(range(3, 300, 2)))
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    return m, m.save_pretrained(tmp_path_factory.mktemp("saved") / "model")
+
+
+def _outputs(m, frames, lengths):
+    batch = Batch(frames, lengths, ["asr", "ner"], ["hello", "[ORG hello]"], None)
+    return m(batch)["lm_loss"], m.generate(frames, lengths, ["asr", "ner"], max_new_tokens=8)
+
+
+def test_saved_folder_is_a_transformers_folder_loaded_by_from_pretrained(saved):
+    from transformers import AutoConfig, PreTrainedModel
+
+    from speechllm.model.configuration import SpeechLLMConfig
+
+    m, folder = saved
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["model_type"] == "speechllm" and meta["architectures"] == ["SpeechLLM"]
+    assert meta["encoder"] == m.config.encoder and meta["lora"]["r"] == 4
+    assert isinstance(AutoConfig.from_pretrained(folder), SpeechLLMConfig)
+    again = SpeechLLM.from_pretrained(folder)
+    assert isinstance(again, PreTrainedModel) and not again.training
+    frames, lengths = m.encoder(waves(1.0, 0.6))
+    loss, answers = _outputs(m, frames, lengths)
+    loss_again, answers_again = _outputs(again, frames, lengths)
+    torch.testing.assert_close(loss_again, loss, atol=0, rtol=0)
+    assert answers_again == answers
+    mine, theirs = m.trainable_state_dict(), again.trainable_state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def _edited(folder, tmp_path, **changes):
+    import shutil
+
+    copy = tmp_path / "edited"
+    shutil.copytree(folder, copy)
+    meta = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**meta, **changes}))
+    return copy
+
+
+def test_a_folder_of_another_prompt_version_is_refused(saved, tmp_path):
+    from speechllm.errors import ModelSourceError
+    from speechllm.model.prompts import PROMPT_VERSION
+
+    folder = _edited(saved[1], tmp_path, prompt_version=PROMPT_VERSION + 1)
+    with pytest.raises(ModelSourceError, match=f"prompt version {PROMPT_VERSION + 1} .*retrain"):
+        SpeechLLM.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"adapter_kind": "stack"}, r"unknown key\(s\) \['adapter_kind'\]"),
+        ({"lora": {"enabled": True, "rank": 4}}, r"model.lora: unknown key\(s\) \['rank'\]"),
+        ({"speech_input": "phonemes"}, "speech_input: 'phonemes' is not one of"),
+        ({"max_new_tokens": "many"}, "max_new_tokens: expected int"),
+    ],
+)
+def test_a_folder_with_an_unknown_key_or_a_bad_value_is_refused(saved, tmp_path, change, message):
+    from speechllm.errors import ModelSourceError
+
+    folder = _edited(saved[1], tmp_path, **change)
+    with pytest.raises(ModelSourceError, match=message) as info:
+        SpeechLLM.from_pretrained(folder)
+    assert str(folder / "config.json") in str(info.value)  # names the file
+
+
+def test_an_old_format_folder_loads_and_converts_with_tensors_unchanged(saved, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from speechllm.model.configuration import MODEL_FIELDS
+    from speechllm.model.saving import convert_legacy_folder
+
+    m, folder = saved
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    meta = json.loads((old / "config.json").read_text())
+    # The layout this project wrote before its folders were transformers folders.
+    legacy = {"model": {k: meta[k] for k in MODEL_FIELDS}, "prompt_version": meta["prompt_version"]}
+    (old / "config.json").unlink()
+    (old / "speechllm_config.json").write_text(json.dumps(legacy))
+    (old / "README.md").write_text("model card\n")
+    frames, lengths = m.encoder(waves(0.8, 1.1))
+    loss, answers = _outputs(m, frames, lengths)
+    assert _outputs(SpeechLLM.from_pretrained(old), frames, lengths)[1] == answers
+    before = load_file(str(old / "model.safetensors"))
+    convert_legacy_folder(old)
+    assert sorted(p.name for p in old.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    after = load_file(str(old / "model.safetensors"))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    loss_again, answers_again = _outputs(SpeechLLM.from_pretrained(old), frames, lengths)
+    torch.testing.assert_close(loss_again, loss, atol=0, rtol=0)
+    assert answers_again == answers
+
+
+def test_speechllm_config_refuses_unknown_keys_and_mirrors_model_config():
+    import dataclasses
+
+    from speechllm.config import ModelConfig
+    from speechllm.errors import ConfigError
+    from speechllm.model.configuration import MODEL_FIELDS, SpeechLLMConfig
+
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['bogus'\]"):
+        SpeechLLMConfig(bogus=1)
+    with pytest.raises(ConfigError, match="whisper"):
+        SpeechLLMConfig(speech_input="whisper", classifier_heads={"enabled": True})
+    # The two views of the model's settings cannot drift apart: same fields, same defaults.
+    assert set(MODEL_FIELDS) <= {f.name for f in dataclasses.fields(SpeechLLMConfig)}
+    assert SpeechLLMConfig().model_config() == ModelConfig()
+    config = ModelConfig(speech_input="adapter", max_new_tokens=7)
+    assert SpeechLLMConfig.from_model_config(config).model_config() == config

@@ -9,9 +9,10 @@ from safetensors.torch import load_file
 
 from speechllm.config import AdapterConfig, ClassifierHeadsConfig, ModelConfig
 from speechllm.data.manifest import Utterance
+from speechllm.hub.shipped import CONFIG_FILE
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
 from speechllm.model.regularizer import ClassifierHeads, tag_targets
-from speechllm.model.speechllm import CONFIG_FILE, Batch, SpeechLLM
+from speechllm.model.speechllm import Batch, SpeechLLM
 from test_model import make_model, waves
 
 POOLINGS = ["mean", "attention"]
@@ -159,7 +160,7 @@ def test_model_saved_before_heads_existed_still_loads(tiny_dirs, tmp_path):
     m = make_model(tiny_dirs)
     m.save(tmp_path / "old")
     meta = json.loads((tmp_path / "old" / CONFIG_FILE).read_text())
-    del meta["model"]["classifier_heads"]  # a config written before the field existed
+    del meta["classifier_heads"]  # a config written before the field existed
     (tmp_path / "old" / CONFIG_FILE).write_text(json.dumps(meta))
     again = SpeechLLM.load(tmp_path / "old")
     assert again.classifier is None
@@ -174,7 +175,8 @@ def test_bad_head_settings_are_clear_errors():
 
 
 def test_evaluate_reports_the_heads_sentiment_f1(tiny_dirs):
-    from speechllm.inference.evaluate import evaluate
+    from speechllm.evaluation.report import score_answers
+    from speechllm.inference.decode import evaluate
 
     w, lm = tiny_dirs
     cfg = ModelConfig(
@@ -192,9 +194,10 @@ def test_evaluate_reports_the_heads_sentiment_f1(tiny_dirs):
         Utterance("b", None, 0.7, "met", [], None),
         Utterance("c", None, 0.9, "in", None, "Negative"),
     ]
-    metrics, _ = evaluate(m, utts, ["sa"], frames=per_clip)
+    diagnostics, answers = evaluate(m, utts, per_clip, ["sa"])
+    metrics, _ = score_answers(utts, answers, diagnostics, ["sa"])
     assert {"sa_macro_f1", "cls_sa_macro_f1", "cls_tag_f1"} <= metrics.keys()
     assert 0.0 <= metrics["cls_sa_macro_f1"] <= 100.0
     plain = make_model(tiny_dirs)
-    metrics, _ = evaluate(plain, utts, ["sa"], frames=per_clip)
+    metrics, _ = evaluate(plain, utts, per_clip, ["sa"])
     assert not any(k.startswith("cls_") for k in metrics)

@@ -22,7 +22,7 @@ from speechllm.config import (
 from speechllm.data.manifest import Utterance, write_manifest
 from speechllm.data.sampler import examples_for, spec_augment
 from speechllm.errors import ConfigError
-from speechllm.model.answers import parse_answers
+from speechllm.inference.decode import understand
 from speechllm.model.prompts import ALL_SEPARATOR, parse_all, target_text
 from speechllm.model.speechllm import SpeechLLM
 from speechllm.training.train import train
@@ -54,14 +54,14 @@ def test_all_answer_round_trips_to_the_three_outputs():
     assert parsed.ner.text == TEXTS[0]
     assert parsed.ner.entities == entities
     # `understand` makes the same prediction of it as of the three separate answers.
-    joint = parse_answers({"all": answer}).to_dict()
-    apart = parse_answers(
+    joint = understand({"all": answer})
+    apart = understand(
         {
             "asr": TEXTS[0],
             "ner": target_text("ner", TEXTS[0], entities, None),
             "sa": sentiment,
         }
-    ).to_dict()
+    )
     for key in ("transcript", "entities", "sentiment"):
         assert joint[key] == apart[key]
     assert joint["parse_failures"] == []
@@ -71,8 +71,8 @@ def test_all_answer_without_separator_or_sentiment_is_flagged_not_raised():
     parsed = parse_all("the [ORG council] met")
     assert parsed.sentiment is None and not parsed.ok
     assert parsed.ner.entities == [("ORG", "council")]
-    assert parse_answers({"all": "the [ORG council] met"}).parse_failures == ["sa"]
-    broken = parse_answers({"all": f"Positive{ALL_SEPARATOR}the [ORG council met"}).to_dict()
+    assert understand({"all": "the [ORG council] met"})["parse_failures"] == ["sa"]
+    broken = understand({"all": f"Positive{ALL_SEPARATOR}the [ORG council met"})
     assert broken["sentiment"] == "Positive" and broken["parse_failures"] == ["ner"]
 
 
@@ -308,7 +308,7 @@ def test_three_stages_run_in_order_and_each_is_recorded(tmp_path, tiny_dirs):
         folder = run / "stages" / f"{i:02d}-{name}" / "model"
         summary = json.loads((folder / "train_summary.json").read_text())
         assert summary["stage"] == {"index": i, "name": name, "kind": kind}
-        saved = json.loads((folder / "speechllm_config.json").read_text())
+        saved = json.loads((folder / "config.json").read_text())
         assert saved["stage"]["name"] == name
     assert json.loads((final / "train_summary.json").read_text())["stage"]["name"] == "joint"
     # Each stage starts from the one before: the text stage's LoRA starts where acoustic left
@@ -350,8 +350,9 @@ def test_resume_skips_finished_stages_and_continues_the_current_one(tmp_path, ti
 
 def test_a_model_of_another_prompt_version_is_refused(whisper_route, tmp_path):
     from speechllm.errors import ModelSourceError
+    from speechllm.hub.shipped import CONFIG_FILE
     from speechllm.model.prompts import PROMPT_VERSION
-    from speechllm.model.speechllm import CONFIG_FILE, read_model_config
+    from speechllm.model.saving import read_model_config
 
     folder = whisper_route.save(tmp_path / "model")
     assert read_model_config(folder).speech_input == "whisper"

@@ -117,6 +117,14 @@ class ModelConfig:
     """At inference, forbid repeating any n-gram of this size (`no_repeat_ngram_size`); 0 = off.
     Guards against the loops an under-trained adapter produces."""
 
+    def validate(self) -> None:
+        """Cross-field checks of the model alone (ConfigError)."""
+        if self.speech_input == "whisper" and self.classifier_heads.enabled:
+            raise ConfigError(
+                "model.classifier_heads read the adapter's vectors, which speech_input 'whisper' "
+                "does not use: disable the heads or choose another speech_input"
+            )
+
 
 @dataclass
 class DataConfig:
@@ -296,6 +304,7 @@ class RunConfig:
     def validate(self) -> None:
         """Cross-field checks (ConfigError): what no single field can say wrong alone."""
         tc, mc = self.train, self.model
+        mc.validate()
         if mc.speech_input == "ctc" and tc.ctc_weight <= 0:
             raise ConfigError(
                 "model.speech_input 'ctc' feeds the LLM the CTC head's output: set "
@@ -308,11 +317,6 @@ class RunConfig:
             raise ConfigError(
                 "train.classifier_regularizer.weight > 0 trains the classifier heads, but the "
                 "model has none: set model.classifier_heads.enabled: true"
-            )
-        if mc.speech_input == "whisper" and mc.classifier_heads.enabled:
-            raise ConfigError(
-                "model.classifier_heads read the adapter's vectors, which speech_input 'whisper' "
-                "does not use: disable the heads or choose another speech_input"
             )
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):

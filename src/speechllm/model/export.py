@@ -3,13 +3,13 @@
 Two forms:
 
 - plain (default): a copy of the model folder as trained (model.safetensors with the adapter, CTC
-  head, classifier heads and LoRA weights, speechllm_config.json, train_summary.json), without a
+  head, classifier heads and LoRA weights, config.json, train_summary.json), without a
   run's checkpoints, logs and feature cache. The base models stay named by the config.
 - merged (`--merge`): the LoRA update folded into the LLM's weights (peft `merge_and_unload`,
   W <- W + (alpha/r) B A) and the result written as a plain HF model folder `llm/` (weights,
   config, tokenizer) that any transformers code loads without peft. model.safetensors keeps the
-  adapter, CTC head and classifier heads; speechllm_config.json names `llm` (relative, so the
-  folder can be moved; `model.read_model_config` resolves it) and has LoRA disabled.
+  adapter, CTC head and classifier heads; config.json names `llm` (relative, so the
+  folder can be moved; `saving.read_model_config` resolves it) and has LoRA disabled.
   `SpeechLLM.load` on it gives the original's outputs up to float rounding: the merged weight
   computes W x + s B (A x) as (W + s B A) x.
 """
@@ -21,13 +21,9 @@ import shutil
 from pathlib import Path
 
 from speechllm.errors import ConfigError, ModelSourceError
-from speechllm.model.speechllm import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    SpeechLLM,
-    read_model_config,
-    write_model_dir,
-)
+from speechllm.hub.shipped import CONFIG_FILE, LEGACY_CONFIG_FILE, WEIGHTS_FILE
+from speechllm.model.saving import read_model_config, write_model_dir
+from speechllm.model.speechllm import SpeechLLM
 
 MERGED_LLM_DIR = "llm"
 """Sub-folder of a merged export that holds the LLM with LoRA merged in."""
@@ -65,19 +61,15 @@ def _export_merged(source: Path, out: Path) -> Path:
     llm_dir = out / MERGED_LLM_DIR
     llm.save_pretrained(llm_dir)
     model.tokenizer.save_pretrained(llm_dir)
-    merged = dataclasses.replace(
-        config,
+    merged = config.replace(
         llm=MERGED_LLM_DIR,
         lora=dataclasses.replace(config.lora, enabled=False),
+        exported_from=str(source.resolve()),
+        merged_lora=config.lora.enabled,
     )
-    write_model_dir(
-        out,
-        state,
-        merged,
-        extra={"exported_from": str(source.resolve()), "merged_lora": config.lora.enabled},
-    )
+    write_model_dir(out, state, merged)
     # Provenance files (train_summary.json, README.md) travel along; weights and config are new.
     for path in source.iterdir():
-        if path.is_file() and path.name not in (WEIGHTS_FILE, CONFIG_FILE):
+        if path.is_file() and path.name not in (WEIGHTS_FILE, CONFIG_FILE, LEGACY_CONFIG_FILE):
             shutil.copy2(path, out / path.name)
     return out

@@ -114,7 +114,7 @@ class QuantizedSpeechLLM(SpeechLLM):
             "and quantize it after loading (speechllm.model.quantize.quantize_llm)"
         )
 
-    def save(self, directory: Any) -> Any:
+    def save_pretrained(self, save_directory: Any, **kwargs: Any) -> Any:
         return self.trainable_state_dict()  # raises
 
 

@@ -11,44 +11,53 @@ adapter output over the LLM's vocabulary that aligns speech vectors with token e
 `speech_input: ctc` the speech embeddings are the CTC-compressed soft tokens (B, N, D) instead of
 the adapter's vectors (B, T', D).
 
-Saved models hold only what was trained (adapter, LoRA, small heads) in safetensors, plus a config
-that names the base models; loading rebuilds the bases and restores identical logits.
+`SpeechLLM` is a transformers `PreTrainedModel` configured by a `SpeechLLMConfig`:
+`save_pretrained` writes a transformers folder (config.json naming the base models,
+model.safetensors with only what was trained: adapter, CTC head, LoRA, small heads) and
+`from_pretrained` rebuilds the bases and restores identical logits (`saving.py`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from speechllm.config import (
-    AdapterConfig,
-    ClassifierHeadsConfig,
-    LoraSettings,
-    ModelConfig,
-    TextNoiseConfig,
-)
+from speechllm.config import LoraSettings, ModelConfig, TextNoiseConfig
 from speechllm.errors import ModelSourceError
-from speechllm.hub.llm import chat_stop_token
+from speechllm.hub.shipped import CONFIG_FILE, WEIGHTS_FILE
 from speechllm.model.adapter import build_adapter
+from speechllm.model.configuration import SpeechLLMConfig
 from speechllm.model.ctc import CTCHead
 from speechllm.model.encoder import SpeechEncoder
-from speechllm.model.prompts import INSTRUCTIONS, PROMPT_VERSION, TASKS
+from speechllm.model.prompts import INSTRUCTIONS, TASKS
 from speechllm.model.regularizer import ClassifierHeads
+from speechllm.model.saving import (
+    load_trained_state,
+    read_model_config,
+    read_trained_state,
+    trained_state,
+    write_model_dir,
+)
 from speechllm.model.whisper_reader import WhisperReader
+
+__all__ = [
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "Batch",
+    "SpeechLLM",
+    "SpeechLLMConfig",
+    "read_model_config",
+    "write_model_dir",
+]
 
 SPEECH_PLACEHOLDER = "<|speech|>"
 SYSTEM_PROMPT = "You understand speech."
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "speechllm_config.json"
 
 
 @dataclass
@@ -73,21 +82,26 @@ class Batch:
     speech_texts: list[str] | None = None
 
 
-class SpeechLLM(nn.Module):
-    """The whole model. Build with `SpeechLLM.from_config` or `SpeechLLM.load`."""
+class SpeechLLM(PreTrainedModel):
+    """The whole model. Build with `SpeechLLM.from_config` (fresh adapter) or
+    `SpeechLLM.from_pretrained` (a saved folder); `save_pretrained` writes one."""
+
+    config_class = SpeechLLMConfig
+    config: SpeechLLMConfig
 
     def __init__(
         self,
-        config: ModelConfig,
+        config: SpeechLLMConfig | ModelConfig,
         encoder: SpeechEncoder,
         llm: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         reader: WhisperReader | None = None,
     ) -> None:
-        super().__init__()
+        if isinstance(config, ModelConfig):
+            config = SpeechLLMConfig.from_model_config(config)
+        super().__init__(config)
         if (config.speech_input == "whisper") != (reader is not None):
             raise ValueError("a WhisperReader is given exactly when speech_input is 'whisper'")
-        self.config = config
         self.encoder = encoder
         self.reader = reader
         self.tokenizer = tokenizer
@@ -120,9 +134,10 @@ class SpeechLLM(nn.Module):
     # ---------------------------------------------------------------- construction
 
     @classmethod
-    def from_config(cls, config: ModelConfig) -> SpeechLLM:
+    def from_config(cls, config: SpeechLLMConfig | ModelConfig) -> SpeechLLM:
         """Load the pretrained encoder and LLM named in `config` and add a fresh adapter."""
-        from speechllm.hub.llm import load_causal_lm
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         from speechllm.hub.sources import resolve
         from speechllm.model.encoder import SpeechEncoder, load_speech_encoder
         from speechllm.model.whisper_reader import load_whisper_reader
@@ -140,7 +155,14 @@ class SpeechLLM(nn.Module):
             )
         else:
             encoder = load_speech_encoder(resolve(config.encoder))
-        llm, tokenizer = load_causal_lm(config.llm)
+        llm_path = resolve(config.llm)
+        try:
+            llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(llm_path)
+        except OSError as exc:
+            raise ModelSourceError(
+                f"cannot load LLM {config.llm!r} from {llm_path}: {exc}"
+            ) from exc
         return cls(config, encoder, llm, tokenizer, reader)
 
     # ---------------------------------------------------------------- prompts
@@ -461,40 +483,47 @@ class SpeechLLM(nn.Module):
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Exactly the parameters that train (adapter, CTC head, LoRA, classifier heads), plus the
         CTC vocabulary."""
-        state = {
-            n: p.detach().cpu().contiguous() for n, p in self.named_parameters() if p.requires_grad
-        }
-        state["ctc.vocab"] = self.ctc.vocab.detach().cpu().contiguous()
-        return state
+        return trained_state(self)
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> Path:  # type: ignore[override]
+        """Write a transformers model folder: config.json and model.safetensors holding the trained
+        weights only (the base models are named by the config, not copied)."""
+        if kwargs:
+            raise TypeError(f"SpeechLLM.save_pretrained takes no options, got {sorted(kwargs)}")
+        return write_model_dir(save_directory, self.trainable_state_dict(), self.config)
+
+    @classmethod
+    def from_pretrained(  # type: ignore[override]
+        cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any
+    ) -> SpeechLLM:
+        """Rebuild a saved model folder (either format, `saving.py`): the base models its config
+        names, then its trained weights (strictly: every one found, no unknown one); eval mode.
+
+        Replaces transformers' loader, which initialises every parameter on the meta device and
+        then materialises those absent from the file: here the absent ones are the base models,
+        loaded from their own checkpoints."""
+        if args or kwargs:
+            raise TypeError(
+                f"SpeechLLM.from_pretrained takes only a folder, got {list(args) + sorted(kwargs)}"
+            )
+        directory = Path(pretrained_model_name_or_path)
+        model = cls.from_config(read_model_config(directory))
+        model.load_trained(directory)
+        return model.eval()
 
     def save(self, directory: str | Path) -> Path:
-        """Write model.safetensors (trained weights only) and speechllm_config.json."""
-        return write_model_dir(directory, self.trainable_state_dict(), self.config)
-
-    def load_trained(self, directory: str | Path, strict: bool = True) -> None:
-        """Load trained weights saved by `save` into this model."""
-        state = load_file(str(Path(directory) / WEIGHTS_FILE))
-        if "ctc.vocab" in state:
-            self.ctc.set_vocab(state.pop("ctc.vocab"))
-        own = dict(self.named_parameters())
-        unknown = sorted(set(state) - set(own))
-        missing = sorted(n for n, p in own.items() if p.requires_grad and n not in state)
-        if strict and (unknown or missing):
-            raise ModelSourceError(
-                f"{directory}: weights do not match this model (unknown: {unknown[:5]}, missing: {missing[:5]})"
-            )
-        with torch.no_grad():
-            for name, value in state.items():
-                if name in own:
-                    own[name].copy_(value)
+        """`save_pretrained`."""
+        return self.save_pretrained(directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> SpeechLLM:
-        """Rebuild a saved model: base models from its config, trained weights from the dir."""
-        config = read_model_config(directory)
-        model = cls.from_config(config)
-        model.load_trained(directory)
-        return model.eval()
+        """`from_pretrained`."""
+        return cls.from_pretrained(directory)
+
+    def load_trained(self, directory: str | Path, strict: bool = True) -> None:
+        """Load the trained weights of a saved model folder into this model (`strict`: see
+        `saving.load_trained_state`)."""
+        load_trained_state(self, read_trained_state(directory), strict, directory)
 
     def parameter_report(self) -> list[tuple[str, int, int]]:
         """(part, trainable, frozen) parameter counts for encoder, adapter, llm (+LoRA), other."""
@@ -506,61 +535,6 @@ class SpeechLLM(nn.Module):
             t = parts.setdefault(part, [0, 0])
             t[0 if p.requires_grad else 1] += p.numel()
         return [(k, v[0], v[1]) for k, v in parts.items()]
-
-
-def write_model_dir(
-    directory: str | Path,
-    state: dict[str, torch.Tensor],
-    config: ModelConfig,
-    extra: dict[str, object] | None = None,
-) -> Path:
-    """Write a model directory: `state` as model.safetensors, `config` (+ `extra` keys) as
-    speechllm_config.json."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(directory / WEIGHTS_FILE))
-    # safetensors creates the file owner-only; a saved model is meant to be shared.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(directory / WEIGHTS_FILE, 0o666 & ~umask)
-    meta = {"model": dataclasses.asdict(config), "prompt_version": PROMPT_VERSION, **(extra or {})}
-    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    return directory
-
-
-def read_model_config(directory: str | Path) -> ModelConfig:
-    """The ModelConfig a saved model directory records.
-
-    A relative `encoder` / `llm` path that names a folder inside the model directory is taken
-    relative to it: an export ships its merged LLM as `llm/` beside the weights (`export.py`) and
-    stays loadable wherever the directory is moved.
-    """
-    directory = Path(directory)
-    path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise ModelSourceError(f"{directory}: not a speechllm model directory (no {CONFIG_FILE})")
-    meta = json.loads(path.read_text())
-    version = meta.get("prompt_version")
-    if version != PROMPT_VERSION:
-        # The prompts and answer formats a model was trained on are part of it: another version's
-        # model would answer a format this code does not ask for or parse.
-        raise ModelSourceError(
-            f"{directory}: this model was trained on prompt version {version} and this speechllm "
-            f"uses version {PROMPT_VERSION} (prompts.py); retrain it with `speechllm train`, or "
-            "use the speechllm release it was made with"
-        )
-    raw = meta["model"]
-    raw["adapter"] = AdapterConfig(**raw["adapter"])
-    raw["lora"] = LoraSettings(**raw["lora"])
-    # Models saved before the heads existed have no such key: they get the default (no heads).
-    if "classifier_heads" in raw:
-        raw["classifier_heads"] = ClassifierHeadsConfig(**raw["classifier_heads"])
-    for key in ("encoder", "llm"):
-        inside = (directory / raw[key]).resolve()
-        # Only a folder strictly below the model directory ("llm"; not "." or "../x").
-        if directory.resolve() in inside.parents and inside.is_dir():
-            raw[key] = str(inside)
-    return ModelConfig(**raw)
 
 
 def _add_lora(llm: PreTrainedModel, settings: LoraSettings) -> nn.Module:
@@ -598,9 +572,14 @@ def _prompt_templates(tokenizer: PreTrainedTokenizerBase) -> tuple[int, tuple[st
             text = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
         prefix, _, suffix = text.partition(SPEECH_PLACEHOLDER)
         suffix = suffix.replace(marker, "{instruction}")
-        stop = chat_stop_token(tokenizer, user)
-        if stop is not None:
-            return stop, (prefix, suffix)
+        probe = "0xanswer0"
+        full = tokenizer.apply_chat_template(
+            [*user, {"role": "assistant", "content": probe}], tokenize=False
+        )
+        after = full.split(probe, 1)[1]
+        after_ids = tokenizer(after, add_special_tokens=False).input_ids
+        if after_ids:
+            return after_ids[0], (prefix, suffix)
     if tokenizer.eos_token_id is None:
         raise ModelSourceError("the LLM's tokenizer has neither a chat template nor an EOS token")
     bos = tokenizer.bos_token or ""
