@@ -175,8 +175,7 @@ def test_bad_head_settings_are_clear_errors():
 
 
 def test_evaluate_reports_the_heads_sentiment_f1(tiny_dirs):
-    from speechllm.evaluation.report import score_answers
-    from speechllm.inference.decode import evaluate
+    from speechllm.inference.evaluate import evaluate
 
     w, lm = tiny_dirs
     cfg = ModelConfig(
@@ -194,10 +193,9 @@ def test_evaluate_reports_the_heads_sentiment_f1(tiny_dirs):
         Utterance("b", None, 0.7, "met", [], None),
         Utterance("c", None, 0.9, "in", None, "Negative"),
     ]
-    diagnostics, answers = evaluate(m, utts, per_clip, ["sa"])
-    metrics, _ = score_answers(utts, answers, diagnostics, ["sa"])
+    metrics, _ = evaluate(m, utts, ["sa"], frames=per_clip)
     assert {"sa_macro_f1", "cls_sa_macro_f1", "cls_tag_f1"} <= metrics.keys()
     assert 0.0 <= metrics["cls_sa_macro_f1"] <= 100.0
     plain = make_model(tiny_dirs)
-    metrics, _ = evaluate(plain, utts, per_clip, ["sa"])
+    metrics, _ = evaluate(plain, utts, ["sa"], frames=per_clip)
     assert not any(k.startswith("cls_") for k in metrics)

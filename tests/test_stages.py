@@ -22,7 +22,7 @@ from speechllm.config import (
 from speechllm.data.manifest import Utterance, write_manifest
 from speechllm.data.sampler import examples_for, spec_augment
 from speechllm.errors import ConfigError
-from speechllm.inference.decode import understand
+from speechllm.model.answers import parse_answers
 from speechllm.model.prompts import ALL_SEPARATOR, parse_all, target_text
 from speechllm.model.speechllm import SpeechLLM
 from speechllm.training.train import train
@@ -54,14 +54,14 @@ def test_all_answer_round_trips_to_the_three_outputs():
     assert parsed.ner.text == TEXTS[0]
     assert parsed.ner.entities == entities
     # `understand` makes the same prediction of it as of the three separate answers.
-    joint = understand({"all": answer})
-    apart = understand(
+    joint = parse_answers({"all": answer}).to_dict()
+    apart = parse_answers(
         {
             "asr": TEXTS[0],
             "ner": target_text("ner", TEXTS[0], entities, None),
             "sa": sentiment,
         }
-    )
+    ).to_dict()
     for key in ("transcript", "entities", "sentiment"):
         assert joint[key] == apart[key]
     assert joint["parse_failures"] == []
@@ -71,8 +71,8 @@ def test_all_answer_without_separator_or_sentiment_is_flagged_not_raised():
     parsed = parse_all("the [ORG council] met")
     assert parsed.sentiment is None and not parsed.ok
     assert parsed.ner.entities == [("ORG", "council")]
-    assert understand({"all": "the [ORG council] met"})["parse_failures"] == ["sa"]
-    broken = understand({"all": f"Positive{ALL_SEPARATOR}the [ORG council met"})
+    assert parse_answers({"all": "the [ORG council] met"}).parse_failures == ["sa"]
+    broken = parse_answers({"all": f"Positive{ALL_SEPARATOR}the [ORG council met"}).to_dict()
     assert broken["sentiment"] == "Positive" and broken["parse_failures"] == ["ner"]
 
 

@@ -30,6 +30,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from speechllm.config import LoraSettings, ModelConfig, TextNoiseConfig
 from speechllm.errors import ModelSourceError
+from speechllm.hub.llm import chat_stop_token
 from speechllm.hub.shipped import CONFIG_FILE, WEIGHTS_FILE
 from speechllm.model.adapter import build_adapter
 from speechllm.model.configuration import SpeechLLMConfig
@@ -136,8 +137,7 @@ class SpeechLLM(PreTrainedModel):
     @classmethod
     def from_config(cls, config: SpeechLLMConfig | ModelConfig) -> SpeechLLM:
         """Load the pretrained encoder and LLM named in `config` and add a fresh adapter."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
+        from speechllm.hub.llm import load_causal_lm
         from speechllm.hub.sources import resolve
         from speechllm.model.encoder import SpeechEncoder, load_speech_encoder
         from speechllm.model.whisper_reader import load_whisper_reader
@@ -155,14 +155,7 @@ class SpeechLLM(PreTrainedModel):
             )
         else:
             encoder = load_speech_encoder(resolve(config.encoder))
-        llm_path = resolve(config.llm)
-        try:
-            llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(llm_path)
-        except OSError as exc:
-            raise ModelSourceError(
-                f"cannot load LLM {config.llm!r} from {llm_path}: {exc}"
-            ) from exc
+        llm, tokenizer = load_causal_lm(config.llm)
         return cls(config, encoder, llm, tokenizer, reader)
 
     # ---------------------------------------------------------------- prompts
@@ -572,14 +565,9 @@ def _prompt_templates(tokenizer: PreTrainedTokenizerBase) -> tuple[int, tuple[st
             text = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
         prefix, _, suffix = text.partition(SPEECH_PLACEHOLDER)
         suffix = suffix.replace(marker, "{instruction}")
-        probe = "0xanswer0"
-        full = tokenizer.apply_chat_template(
-            [*user, {"role": "assistant", "content": probe}], tokenize=False
-        )
-        after = full.split(probe, 1)[1]
-        after_ids = tokenizer(after, add_special_tokens=False).input_ids
-        if after_ids:
-            return after_ids[0], (prefix, suffix)
+        stop = chat_stop_token(tokenizer, user)
+        if stop is not None:
+            return stop, (prefix, suffix)
     if tokenizer.eos_token_id is None:
         raise ModelSourceError("the LLM's tokenizer has neither a chat template nor an EOS token")
     bos = tokenizer.bos_token or ""

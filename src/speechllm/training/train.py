@@ -37,8 +37,7 @@ from speechllm.data.sampler import (
     spec_augment,
 )
 from speechllm.errors import CheckpointError
-from speechllm.evaluation.report import score_answers
-from speechllm.inference.decode import evaluate
+from speechllm.inference.evaluate import evaluate
 from speechllm.model.saving import write_model_dir
 from speechllm.model.speechllm import Batch, SpeechLLM
 
@@ -408,7 +407,7 @@ def _run(
                 # Before the LM loss has run the LLM has not learnt the answer formats: score
                 # only the CTC head's transcripts then (and save the slow decoding).
                 tasks = dc.tasks if step > tc.ctc_warmup_steps and kind != "acoustic" else []
-                _evaluate(accelerator, model, eval_utts, cache, tasks, step, minutes, log, console)
+                _evaluate(accelerator, model, eval_utts, tasks, step, minutes, log, console)
             if (step % tc.save_every == 0 or step == tc.max_steps or out_of_time) and main:
                 save_checkpoint(
                     out,
@@ -431,7 +430,6 @@ def _run(
             accelerator,
             model,
             eval_utts,
-            cache,
             dc.tasks if kind != "acoustic" else [],
             step,
             minutes,
@@ -529,16 +527,13 @@ def _build_cache(
     cache.build(unique)
 
 
-def _evaluate(
-    accelerator, model, utts, cache, tasks, step, minutes, log, console
-) -> dict[str, Any]:
+def _evaluate(accelerator, model, utts, tasks, step, minutes, log, console) -> dict[str, Any]:
+    """Held-out figures, logged: the function `speechllm evaluate` runs, on the clips' audio
+    (not the fp16 feature cache), so the same manifest and weights give the same figures."""
     if not accelerator.is_main_process:
         return {}
     model.eval()
-    with torch.no_grad():
-        diagnostics, answers = evaluate(model, utts, [cache.get(u.audio) for u in utts], tasks)
-    # The figures `speechllm evaluate` gives for the same manifest and weights.
-    metrics, _ = score_answers(utts, answers, diagnostics, tasks)
+    metrics, _ = evaluate(model, utts, tasks)
     record = {
         "eval": True,
         "step": step,
