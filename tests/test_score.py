@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from speechllm.cli import app
 from speechllm.data.manifest import read_manifest
+from test_report import PREDICTIONS as REPORT_PREDICTIONS
 
 runner = CliRunner()
 
@@ -33,19 +34,9 @@ REFERENCE: list[dict[str, Any]] = [
     },
     {"id": "r3", "text": "thank you mister president", "entities": [], "sentiment": "Negative"},
 ]
+# r1 and r2 as tests/test_report.py predicts them.
 PREDICTIONS: list[dict[str, Any]] = [
-    {
-        "id": "r1",
-        "text": "the commission met in brussels",
-        "entities": [["ORG", "commission"], ["PLACE", "brussels"]],
-        "sentiment": "Neutral",
-    },
-    {
-        "id": "r2",
-        "text": "we voted on monday",
-        "entities": [["WHEN", "on monday"]],
-        "sentiment": "Negative",
-    },
+    *REPORT_PREDICTIONS[:2],
     {"id": "r3", "text": "thank you president", "entities": [], "sentiment": None},
 ]
 # By hand: WER 2 errors (vote->voted, "mister" deleted) / 13 reference words; NER gold 3,
