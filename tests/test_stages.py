@@ -6,19 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from speechllm.config import (
-    AdapterConfig,
-    LoraSettings,
-    ModelConfig,
-    RunConfig,
-    SpecAugmentConfig,
-    TextNoiseConfig,
-)
+from clips import noise
+from speechllm.config import LoraSettings, RunConfig, SpecAugmentConfig, TextNoiseConfig
 from speechllm.data.manifest import Utterance, write_manifest
 from speechllm.data.sampler import examples_for, spec_augment
 from speechllm.errors import ConfigError
@@ -26,7 +19,7 @@ from speechllm.model.answers import parse_answers
 from speechllm.model.prompts import ALL_SEPARATOR, parse_all, target_text
 from speechllm.model.speechllm import SpeechLLM
 from speechllm.training.train import train
-from tiny import save_tiny_whisper_asr
+from tiny import save_tiny_whisper_asr, tiny_asr_model
 
 TEXTS = [
     "the european commission met in brussels on monday",
@@ -161,27 +154,18 @@ def test_spec_augment_masks_spans_and_bands_inside_each_clip():
 
 @pytest.fixture(scope="module")
 def whisper_route(tiny_dirs, tmp_path_factory) -> SpeechLLM:
-    asr = save_tiny_whisper_asr(tmp_path_factory.mktemp("route") / "tiny-whisper-asr")
-    config = ModelConfig(
-        encoder=str(asr),
-        llm=str(tiny_dirs[1]),
-        adapter=AdapterConfig(hidden=48),
+    return tiny_asr_model(
+        save_tiny_whisper_asr(tmp_path_factory.mktemp("route") / "tiny-whisper-asr"),
+        tiny_dirs[1],
+        max_new_tokens=6,
         speech_input="whisper",
         lora=LoraSettings(enabled=True, r=4, alpha=8),
-        max_new_tokens=6,
     )
-    torch.manual_seed(0)
-    return SpeechLLM.from_config(config).eval()
-
-
-def _noise(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32)
 
 
 def test_whisper_route_reads_whole_windows_and_batches_like_one_by_one(whisper_route):
     model = whisper_route
-    audios = [_noise(1.0, 0), _noise(2.5, 1)]
+    audios = [noise(1.0, 0), noise(2.5, 1)]
     frames, lengths = model.encoder(audios)
     assert frames.shape[1] == 1500 and lengths.tolist() == [1500, 1500]
     together = model.reader.read(frames, lengths)
@@ -233,7 +217,7 @@ def _manifests(root: Path) -> tuple[Path, Path]:
     for i, (text, (entities, sentiment)) in enumerate(zip(TEXTS, LABELS, strict=True)):
         text_rows.append(Utterance(f"t{i}", None, None, text, entities, sentiment, "train"))
         wav = root / f"a{i}.wav"
-        sf.write(wav, _noise(1.0 + 0.5 * i, i), 16000)
+        sf.write(wav, noise(1.0 + 0.5 * i, i), 16000)
         audio_rows.append(
             Utterance(f"a{i}", str(wav), 1.0 + 0.5 * i, text, entities, sentiment, "train")
         )
@@ -367,7 +351,7 @@ def test_decode_reads_each_clip_once_and_answers_as_generate(whisper_route, monk
     from speechllm.inference.decode import decode
 
     model = whisper_route
-    frames, _ = model.encoder([_noise(1.0, 0), _noise(2.0, 1)])
+    frames, _ = model.encoder([noise(1.0, 0), noise(2.0, 1)])
     clips = [frames[0], frames[1]]
     rows, tasks = [clips[0], clips[0], clips[1]], ["all", "sa", "asr"]
     alone = [
