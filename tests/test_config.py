@@ -46,3 +46,55 @@ def test_classifier_sections(tmp_path):
     assert not default.model.classifier_heads.enabled
     assert default.train.classifier_regularizer.weight == 0.0
     assert RunConfig.from_dict(cfg.to_dict()) == cfg  # what a run directory records reloads
+
+
+@pytest.mark.parametrize(
+    ("section", "match"),
+    [
+        ({"model": {"adapter": {"stack": 0}}}, r"model.adapter.stack must be >= 1"),
+        ({"model": {"lora": {"dropout": 1.0}}}, r"model.lora.dropout must be in \[0, 1\)"),
+        ({"model": {"classifier_heads": {"hidden": -1}}}, "model.classifier_heads.hidden"),
+        ({"model": {"max_new_tokens": 0}}, "model.max_new_tokens must be >= 1"),
+        ({"data": {"tasks": []}}, "data.tasks is empty"),
+        ({"data": {"task_weights": {"asr": 1.0, "sum": 1.0}}}, r"unknown task\(s\) \['sum'\]"),
+        ({"data": {"task_weights": {"asr": -1.0}}}, "data.task_weights must be >= 0"),
+        ({"train": {"batch_size": 0}}, "train.batch_size must be >= 1"),
+        ({"train": {"keep_checkpoints": 0}}, "train.keep_checkpoints must be >= 1"),
+        ({"train": {"lr": 0}}, "train.lr must be > 0"),
+        ({"train": {"max_minutes": -1}}, "train.max_minutes must be >= 0"),
+        (
+            {
+                "model": {"speech_input": "adapter"},
+                "train": {"ctc_weight": 0, "ctc_warmup_steps": 5},
+            },
+            "ctc_warmup_steps trains with the CTC loss alone",
+        ),
+        (
+            {"train": {"text_noise": {"delete": 1.5}}},
+            r"train.text_noise.delete must be in \[0, 1\]",
+        ),
+        ({"train": {"spec_augment": {"time_masks": -2}}}, "train.spec_augment.time_masks"),
+        (
+            {"stages": [{"name": "a", "kind": "joint", "train": {"grad_accum": 0}}]},
+            r"stages\[0\] \(a\).*grad_accum must be >= 1",
+        ),
+    ],
+)
+def test_values_out_of_range_and_contradictions_are_clear_errors(section, match):
+    with pytest.raises(ConfigError, match=match):
+        RunConfig.from_dict(section)
+
+
+def test_model_checks_are_the_model_configs_own():
+    """A saved model's config runs the same checks as a run's model section."""
+    from speechllm.config import ModelConfig, build
+
+    bad = build(ModelConfig, {"speech_input": "whisper", "classifier_heads": {"enabled": True}})
+    with pytest.raises(ConfigError, match="whisper"):
+        bad.validate()
+    with pytest.raises(ConfigError, match="whisper"):
+        RunConfig.from_dict(
+            {"model": {"speech_input": "whisper", "classifier_heads": {"enabled": True}}}
+        )
+    ModelConfig().validate()
+    RunConfig().validate()

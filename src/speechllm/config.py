@@ -46,6 +46,12 @@ class AdapterConfig:
     """RMS-normalise the output and scale it by a learned scalar initialised to the RMS of the
     LLM's token embeddings, so speech vectors start at the scale the LLM expects."""
 
+    def validate(self, where: str = "model.adapter") -> None:
+        """Range checks (ConfigError)."""
+        _check(self.stack >= 1, f"{where}.stack must be >= 1, got {self.stack}")
+        _check(self.hidden >= 1, f"{where}.hidden must be >= 1, got {self.hidden}")
+        _check(self.depth >= 1, f"{where}.depth must be >= 1, got {self.depth}")
+
 
 @dataclass
 class LoraSettings:
@@ -61,6 +67,16 @@ class LoraSettings:
     """Dropout on the LoRA input."""
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     """Names of the LLM's linear layers that get LoRA."""
+
+    def validate(self, where: str = "model.lora") -> None:
+        """Range checks (ConfigError)."""
+        _check(self.r >= 1, f"{where}.r must be >= 1, got {self.r}")
+        _check(self.alpha > 0, f"{where}.alpha must be > 0, got {self.alpha}")
+        _fraction(self.dropout, f"{where}.dropout", upper_open=True)
+        _check(
+            bool(self.target_modules) or not self.enabled,
+            f"{where}.target_modules is empty: name the LLM's linear layers that get LoRA",
+        )
 
 
 @dataclass
@@ -81,6 +97,11 @@ class ClassifierHeadsConfig:
     """Hidden width of each head's MLP; 0 = a linear head on the pooled vector."""
     dropout: float = 0.1
     """Dropout before each head's output layer (training only)."""
+
+    def validate(self, where: str = "model.classifier_heads") -> None:
+        """Range checks (ConfigError)."""
+        _check(self.hidden >= 0, f"{where}.hidden must be >= 0, got {self.hidden}")
+        _fraction(self.dropout, f"{where}.dropout", upper_open=True)
 
 
 @dataclass
@@ -118,7 +139,19 @@ class ModelConfig:
     Guards against the loops an under-trained adapter produces."""
 
     def validate(self) -> None:
-        """Cross-field checks of the model alone (ConfigError)."""
+        """Range and cross-field checks of the model alone (ConfigError); `RunConfig.validate`
+        and every saved model's `SpeechLLMConfig` run them."""
+        self.adapter.validate()
+        self.lora.validate()
+        self.classifier_heads.validate()
+        _check(
+            self.max_new_tokens >= 1,
+            f"model.max_new_tokens must be >= 1, got {self.max_new_tokens}",
+        )
+        _check(
+            self.repetition_guard >= 0,
+            f"model.repetition_guard must be >= 0 (0 = off), got {self.repetition_guard}",
+        )
         if self.speech_input == "whisper" and self.classifier_heads.enabled:
             raise ConfigError(
                 "model.classifier_heads read the adapter's vectors, which speech_input 'whisper' "
@@ -146,6 +179,20 @@ class DataConfig:
     """Utterances decoded per periodic evaluation (the first N of the eval manifests)."""
     max_seconds: float = WHISPER_WINDOW_SECONDS
     """Utterances longer than this are skipped (Whisper's window is 30 s)."""
+
+    def validate(self, where: str = "data") -> None:
+        """Range and cross-field checks (ConfigError)."""
+        _check(bool(self.tasks), f"{where}.tasks is empty: name at least one task")
+        known = typing.get_args(typing.get_args(typing.get_type_hints(DataConfig)["tasks"])[0])
+        unknown = sorted(set(self.task_weights) - set(known))
+        _check(not unknown, f"{where}.task_weights: unknown task(s) {unknown}; known: {known}")
+        bad = {k: w for k, w in self.task_weights.items() if w < 0}
+        _check(not bad, f"{where}.task_weights must be >= 0, got {bad}")
+        _check(self.max_seconds > 0, f"{where}.max_seconds must be > 0, got {self.max_seconds}")
+        _check(
+            self.max_eval_utterances >= 0,
+            f"{where}.max_eval_utterances must be >= 0, got {self.max_eval_utterances}",
+        )
 
 
 @dataclass
@@ -180,6 +227,12 @@ class TextNoiseConfig:
     neighbours: int = 8
     """How many nearest tokens (cosine, in the embedding table) substitutions draw from."""
 
+    def validate(self, where: str = "train.text_noise") -> None:
+        """Range checks (ConfigError)."""
+        for name in ("substitute", "delete", "insert", "smear"):
+            _fraction(getattr(self, name), f"{where}.{name}")
+        _check(self.neighbours >= 1, f"{where}.neighbours must be >= 1, got {self.neighbours}")
+
 
 @dataclass
 class SpecAugmentConfig:
@@ -194,6 +247,13 @@ class SpecAugmentConfig:
     """Channel bands masked per clip (0 = off)."""
     feature_width: int = 27
     """Largest masked band, in channels."""
+
+    def validate(self, where: str = "train.spec_augment") -> None:
+        """Range checks (ConfigError)."""
+        for name in ("time_masks", "feature_masks", "feature_width"):
+            value = getattr(self, name)
+            _check(value >= 0, f"{where}.{name} must be >= 0, got {value}")
+        _fraction(self.time_width, f"{where}.time_width")
 
 
 @dataclass
@@ -261,6 +321,50 @@ class TrainConfig:
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     """Masking of cached frames in CTC-only steps (off by default)."""
 
+    def validate(self, where: str = "train") -> None:
+        """Range and cross-field checks of the training section (ConfigError)."""
+        at_least = {
+            "batch_size": 1,
+            "grad_accum": 1,
+            "warmup_steps": 0,
+            "max_steps": 0,
+            "ctc_warmup_steps": 0,
+            "eval_every": 0,
+            "save_every": 1,
+            "keep_checkpoints": 1,
+            "log_every": 1,
+        }
+        for name, least in at_least.items():
+            value = getattr(self, name)
+            _check(value >= least, f"{where}.{name} must be >= {least}, got {value}")
+        for name in ("lr", "grad_clip"):
+            value = getattr(self, name)
+            _check(value > 0, f"{where}.{name} must be > 0, got {value}")
+        for name in ("weight_decay", "ctc_weight"):
+            value = getattr(self, name)
+            _check(value >= 0, f"{where}.{name} must be >= 0, got {value}")
+        _check(
+            self.lora_lr is None or self.lora_lr > 0,
+            f"{where}.lora_lr must be > 0 (or null: lr), got {self.lora_lr}",
+        )
+        _check(
+            self.max_minutes is None or self.max_minutes >= 0,
+            f"{where}.max_minutes must be >= 0 (or null: no limit), got {self.max_minutes}",
+        )
+        _check(
+            self.ctc_warmup_batch_size is None or self.ctc_warmup_batch_size >= 1,
+            f"{where}.ctc_warmup_batch_size must be >= 1 (or null: batch_size), "
+            f"got {self.ctc_warmup_batch_size}",
+        )
+        _check(
+            self.ctc_warmup_steps == 0 or self.ctc_weight > 0,
+            f"{where}.ctc_warmup_steps trains with the CTC loss alone: set {where}.ctc_weight > 0",
+        )
+        weight = self.classifier_regularizer.weight
+        _check(weight >= 0, f"{where}.classifier_regularizer.weight must be >= 0, got {weight}")
+        self.text_noise.validate(f"{where}.text_noise")
+        self.spec_augment.validate(f"{where}.spec_augment")
+
 
 @dataclass
 class StageConfig:
@@ -302,18 +406,18 @@ class RunConfig:
         return config
 
     def validate(self) -> None:
-        """Cross-field checks (ConfigError): what no single field can say wrong alone."""
+        """Every check of a run (ConfigError): each section's own (`ModelConfig.validate`,
+        `DataConfig.validate`, `TrainConfig.validate`), then what spans sections and stages."""
         tc, mc = self.train, self.model
         mc.validate()
+        self.data.validate()
+        tc.validate()
         if mc.speech_input == "ctc" and tc.ctc_weight <= 0:
             raise ConfigError(
                 "model.speech_input 'ctc' feeds the LLM the CTC head's output: set "
                 "train.ctc_weight > 0"
             )
-        weight = tc.classifier_regularizer.weight
-        if weight < 0:
-            raise ConfigError(f"train.classifier_regularizer.weight must be >= 0, got {weight}")
-        if weight > 0 and not mc.classifier_heads.enabled:
+        if tc.classifier_regularizer.weight > 0 and not mc.classifier_heads.enabled:
             raise ConfigError(
                 "train.classifier_regularizer.weight > 0 trains the classifier heads, but the "
                 "model has none: set model.classifier_heads.enabled: true"
@@ -344,7 +448,10 @@ class RunConfig:
             data=build(DataConfig, data, f"{where}.data"),
             train=build(TrainConfig, train, f"{where}.train"),
         )
-        config.validate()  # the stage's own cross-field checks
+        try:
+            config.validate()  # the stage's own checks, with its overrides
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
         return config
 
     @classmethod
@@ -384,6 +491,17 @@ class RunConfig:
                 if key in stage.data:
                     stage.data[key] = [_resolve(base, p) for p in stage.data[key]]
         return config
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _fraction(value: float, key: str, upper_open: bool = False) -> None:
+    """A probability-like value: in [0, 1] (or [0, 1) with `upper_open`)."""
+    ok = 0 <= value < 1 if upper_open else 0 <= value <= 1
+    _check(ok, f"{key} must be in [0, 1{')' if upper_open else ']'}, got {value}")
 
 
 def _resolve(base: Path, value: str) -> str:
