@@ -238,33 +238,31 @@ def whisper_to_ct2(
         ]
         out[f"{dst}/bias"] = np.concatenate(biases)
 
+    def self_attention_and_ffn(s: str, d: str, cross_attention: bool) -> None:
+        norm(f"{s}.self_attn_layer_norm", f"{d}/self_attention/layer_norm")
+        fused([f"{s}.self_attn.{p}_proj" for p in "qkv"], f"{d}/self_attention/linear_0")
+        linear(f"{s}.self_attn.out_proj", f"{d}/self_attention/linear_1")
+        if cross_attention:
+            norm(f"{s}.encoder_attn_layer_norm", f"{d}/attention/layer_norm")
+            linear(f"{s}.encoder_attn.q_proj", f"{d}/attention/linear_0")
+            kv = [f"{s}.encoder_attn.k_proj", f"{s}.encoder_attn.v_proj"]
+            fused(kv, f"{d}/attention/linear_1")
+            linear(f"{s}.encoder_attn.out_proj", f"{d}/attention/linear_2")
+        norm(f"{s}.final_layer_norm", f"{d}/ffn/layer_norm")
+        linear(f"{s}.fc1", f"{d}/ffn/linear_0")
+        linear(f"{s}.fc2", f"{d}/ffn/linear_1")
+
     enc, dec = "model.encoder", "model.decoder"
     linear(f"{enc}.conv1", "encoder/conv1")
     linear(f"{enc}.conv2", "encoder/conv2")
     out["encoder/position_encodings/encodings"] = sd[f"{enc}.embed_positions.weight"]
     for i in range(c.encoder_layers):
-        s, d = f"{enc}.layers.{i}", f"encoder/layer_{i}"
-        norm(f"{s}.self_attn_layer_norm", f"{d}/self_attention/layer_norm")
-        fused([f"{s}.self_attn.{p}_proj" for p in "qkv"], f"{d}/self_attention/linear_0")
-        linear(f"{s}.self_attn.out_proj", f"{d}/self_attention/linear_1")
-        norm(f"{s}.final_layer_norm", f"{d}/ffn/layer_norm")
-        linear(f"{s}.fc1", f"{d}/ffn/linear_0")
-        linear(f"{s}.fc2", f"{d}/ffn/linear_1")
+        self_attention_and_ffn(f"{enc}.layers.{i}", f"encoder/layer_{i}", cross_attention=False)
     norm(f"{enc}.layer_norm", "encoder/layer_norm")
     out["decoder/embeddings/weight"] = sd[f"{dec}.embed_tokens.weight"]
     out["decoder/position_encodings/encodings"] = sd[f"{dec}.embed_positions.weight"]
     for i in range(c.decoder_layers):
-        s, d = f"{dec}.layers.{i}", f"decoder/layer_{i}"
-        norm(f"{s}.self_attn_layer_norm", f"{d}/self_attention/layer_norm")
-        fused([f"{s}.self_attn.{p}_proj" for p in "qkv"], f"{d}/self_attention/linear_0")
-        linear(f"{s}.self_attn.out_proj", f"{d}/self_attention/linear_1")
-        norm(f"{s}.encoder_attn_layer_norm", f"{d}/attention/layer_norm")
-        linear(f"{s}.encoder_attn.q_proj", f"{d}/attention/linear_0")
-        fused([f"{s}.encoder_attn.k_proj", f"{s}.encoder_attn.v_proj"], f"{d}/attention/linear_1")
-        linear(f"{s}.encoder_attn.out_proj", f"{d}/attention/linear_2")
-        norm(f"{s}.final_layer_norm", f"{d}/ffn/layer_norm")
-        linear(f"{s}.fc1", f"{d}/ffn/linear_0")
-        linear(f"{s}.fc2", f"{d}/ffn/linear_1")
+        self_attention_and_ffn(f"{dec}.layers.{i}", f"decoder/layer_{i}", cross_attention=True)
     norm(f"{dec}.layer_norm", "decoder/layer_norm")
     # The scalar flags faster-whisper's files carry.
     out["decoder/activation"] = np.array(3, np.int8)  # GELU

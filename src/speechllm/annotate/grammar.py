@@ -12,13 +12,13 @@ the tag is chosen with its words in view. Small models (135M, 270M) rarely copy 
 faithfully on their own; the grammar leaves them only the choices that matter (where an entity
 starts and ends, which tag).
 
-The processor asks the model for what it needs through `LabelScorer` (`Annotator` is one).
+The processor uses only the annotator's public interface: its tokenizer, `stop_ids`,
+`newline_ids`, `answer_lead` and `score_labels`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
@@ -27,7 +27,7 @@ from speechllm.labels import SENTIMENTS, SLUE_TAGS
 from speechllm.model.prompts import parse_ner
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    from speechllm.annotate.annotator import Annotator
 
 GRAMMAR_VERSION = 3
 """Version of the constrained decoding (part of the cache key of constrained answers). 3: the
@@ -175,39 +175,6 @@ def grammar_for(task: str, text: str) -> Grammar:
     return NerGrammar(text) if task == "ner" else SentimentGrammar()
 
 
-class LabelScorer(Protocol):
-    """What `GrammarProcessor` asks of the model it constrains (`Annotator` is one)."""
-
-    tokenizer: PreTrainedTokenizerBase
-
-    @property
-    def stop_ids(self) -> frozenset[int]:
-        """Tokens that end an answer (EOS, the chat template's end of turn)."""
-        ...
-
-    @property
-    def newline_ids(self) -> frozenset[int]:
-        """Tokens whose text holds a line break (they end an answer too)."""
-        ...
-
-    def answer_lead(self, answer_so_far: str) -> str:
-        """What precedes the next label given the answer so far."""
-        ...
-
-    def score_labels(
-        self,
-        task: str,
-        context: list[int],
-        candidates: list[list[int]],
-        labels: Sequence[str],
-        prefix: str = "",
-        prefix_ids: Sequence[int] = (),
-    ) -> list[float]:
-        """The score of each candidate continuation of `context` (its log-probability, calibrated
-        where the scorer calibrates `task`); `labels` names each candidate's label."""
-        ...
-
-
 class GrammarProcessor:
     """Greedy decoding restricted to a grammar, one row at a time (a transformers logits
     processor: called with input ids (B, L) and next-token scores (B, V), returns the scores).
@@ -217,7 +184,7 @@ class GrammarProcessor:
     first token of each allowed continuation; every other token's score becomes -inf, so greedy
     decoding picks it. Where the grammar offers whole labels (`Grammar.alternatives`: the
     sentiment classes; an entity's tag and length after `[`), the label with the highest
-    log-probability as a whole is chosen (`LabelScorer.score_labels`, from the row's own prompt
+    log-probability as a whole is chosen (`Annotator.score_labels`, from the row's own prompt
     and answer so far, so batch-independent) and its tokens are forced. A row whose text has left
     the grammar (e.g. a byte-level token that is half a character) is left free; validation then
     judges its answer.
@@ -225,7 +192,7 @@ class GrammarProcessor:
 
     def __init__(
         self,
-        scorer: LabelScorer,
+        scorer: Annotator,
         grammars: list[Grammar | None],
         prompt_width: int,
         prompts: list[list[int]],

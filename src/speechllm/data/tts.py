@@ -82,6 +82,10 @@ class PiperVoice:
         self.sample_rate: int = self._voice.config.sample_rate
         """The voice's own rate (22050 Hz for joe-medium); synthesize() returns 16 kHz."""
 
+    def prepare(self, text: str, length_scale: float, noise_scale: float, noise_w: float) -> None:
+        """Called before each clip is spoken, with its text and settings: nothing here; a voice
+        that seeds its noise per clip does it here (`data.bench.build.SeededPiperVoice`)."""
+
     def synthesize(
         self,
         text: str,
@@ -97,6 +101,7 @@ class PiperVoice:
         """
         if not text.strip():
             raise ValueError("nothing to speak: the text is empty")
+        self.prepare(text, length_scale, noise_scale, noise_w)
         config = self._config_cls(
             length_scale=length_scale, noise_scale=noise_scale, noise_w_scale=noise_w
         )

@@ -63,23 +63,14 @@ class SeededPiperVoice(PiperVoice):
         key = json.dumps([self.seed, text, length_scale, noise_scale, noise_w])
         return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
-    def synthesize(
-        self,
-        text: str,
-        *,
-        length_scale: float = 1.0,
-        noise_scale: float = 0.667,
-        noise_w: float = 0.8,
-    ) -> Any:
+    def prepare(self, text: str, length_scale: float, noise_scale: float, noise_w: float) -> None:
+        """Seed onnxruntime for this clip and give the voice a fresh session drawn from it."""
         self._ort.set_seed(self.noise_seed(text, length_scale, noise_scale, noise_w))
         options = self._ort.SessionOptions()
         options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         # Replaces the session of the wrapped piper voice (tts.PiperVoice keeps it as _voice).
         self._voice.session = self._ort.InferenceSession(
             self._model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
-        )
-        return super().synthesize(
-            text, length_scale=length_scale, noise_scale=noise_scale, noise_w=noise_w
         )
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import soundfile as sf
 
-from speechllm.data.manifest import Utterance
+from speechllm.data.manifest import Utterance, problems_error
 from speechllm.errors import AudioError, ConfigError, ManifestError
 
 
@@ -95,3 +96,41 @@ def audio_duration(path: Path) -> float:
     except (sf.SoundFileError, RuntimeError) as exc:
         raise AudioError(path, f"not a readable audio file ({exc})") from exc
     return round(info.frames / info.samplerate, 4)
+
+
+def table_rows(
+    tsv: Path, rows: list[list[str]], col: dict[str, int], problems: list[str]
+) -> Iterator[tuple[int, str, list[str]]]:
+    """(line number, `file:line`, cells) of each non-blank data row of a `read_table` table;
+    a row whose cell count is not the header's is added to `problems` instead."""
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        where = f"{tsv}:{lineno}"
+        if len(row) != len(col):
+            problems.append(f"{where}: {len(row)} columns, the header has {len(col)}")
+            continue
+        yield lineno, where, row
+
+
+def id_problem(uid: str, lineno: int, first_line: dict[str, int]) -> str | None:
+    """What is wrong with a row's id (empty, or already on an earlier line), else None; a good
+    id is recorded in `first_line` (id -> line number)."""
+    if not uid:
+        return "empty id"
+    if uid in first_line:
+        return f"duplicate id {uid!r} (first on line {first_line[uid]})"
+    first_line[uid] = lineno
+    return None
+
+
+def finish_import(
+    utts: list[Utterance], problems: list[str], audio_dir: str | os.PathLike[str] | None
+) -> list[Utterance]:
+    """`utts` once read: one ManifestError listing every problem found, else the utterances with
+    their audio attached (`attach_audio`) where an audio folder is given."""
+    if problems:
+        raise problems_error(problems)
+    if audio_dir is not None:
+        attach_audio(utts, Path(audio_dir))
+    return utts

@@ -8,8 +8,8 @@ import math
 import os
 from pathlib import Path
 
-from speechllm.data.importers.files import attach_audio, read_table
-from speechllm.data.manifest import Utterance, problems_error
+from speechllm.data.importers.files import finish_import, id_problem, read_table, table_rows
+from speechllm.data.manifest import Utterance
 from speechllm.errors import AudioError
 from speechllm.labels import ONTONOTES_TO_SLUE, SENTIMENTS
 
@@ -41,14 +41,8 @@ def import_slue_voxpopuli(
 
     utts: list[Utterance] = []
     problems: list[str] = []
-    for lineno, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        where = f"{tsv}:{lineno}"
-        if len(row) != len(col):
-            problems.append(f"{where}: {len(row)} columns, the header has {len(col)}")
-            continue
-        uid, text = row[col["id"]].strip(), row[col["normalized_text"]]
+    for _, where, row in table_rows(tsv, rows, col, problems):
+        text = row[col["normalized_text"]]
         entities: list[tuple[str, str]] | None = None
         if labelled:
             try:
@@ -56,22 +50,30 @@ def import_slue_voxpopuli(
             except ValueError as exc:
                 problems.append(f"{where}: normalized_ner: {exc}")
                 continue
-        row_split = row[col["split"]].strip() if "split" in col else "train"
-        utts.append(
-            Utterance(
-                id=uid,
-                audio=None,
-                duration=None,
-                text=text.strip(),
-                entities=entities,
-                split=split or SLUE_SPLITS.get(row_split, row_split),
-            )
-        )
-    if problems:
-        raise problems_error(problems)
-    if audio_dir is not None:
-        attach_audio(utts, Path(audio_dir))
-    return utts
+        utts.append(_utterance(row, col, split, entities=entities))
+    return finish_import(utts, problems, audio_dir)
+
+
+def _utterance(
+    row: list[str],
+    col: dict[str, int],
+    split: str | None,
+    *,
+    entities: list[tuple[str, str]] | None = None,
+    sentiment: str | None = None,
+) -> Utterance:
+    """The utterance of one SLUE row (no audio yet): its id, `normalized_text`, labels, and
+    `split` or else the row's split column in our names (no column: train)."""
+    row_split = row[col["split"]].strip() if "split" in col else "train"
+    return Utterance(
+        id=row[col["id"]].strip(),
+        audio=None,
+        duration=None,
+        text=row[col["normalized_text"]].strip(),
+        entities=entities,
+        sentiment=sentiment,
+        split=split or SLUE_SPLITS.get(row_split, row_split),
+    )
 
 
 def _slue_entities(field: str, text: str) -> list[tuple[str, str]]:
@@ -152,21 +154,12 @@ def import_slue_voxceleb(
     segments: dict[str, float] = {}
     problems: list[str] = []
     first_line: dict[str, int] = {}
-    for lineno, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        where = f"{tsv}:{lineno}"
-        if len(row) != len(col):
-            problems.append(f"{where}: {len(row)} columns, the header has {len(col)}")
-            continue
+    for lineno, where, row in table_rows(tsv, rows, col, problems):
         uid = row[col["id"]].strip()
-        if not uid:
-            problems.append(f"{where}: empty id")
+        problem = id_problem(uid, lineno, first_line)
+        if problem:
+            problems.append(f"{where}: {problem}")
             continue
-        if uid in first_line:
-            problems.append(f"{where}: duplicate id {uid!r} (first on line {first_line[uid]})")
-            continue
-        first_line[uid] = lineno
         sentiment: str | None = None
         if labelled:
             sentiment = row[col["sentiment"]].strip()
@@ -186,22 +179,9 @@ def import_slue_voxceleb(
             except ValueError as exc:
                 problems.append(f"{where}: {exc}")
                 continue
-        row_split = row[col["split"]].strip() if "split" in col else "train"
-        utts.append(
-            Utterance(
-                id=uid,
-                audio=None,
-                duration=None,
-                text=row[col["normalized_text"]].strip(),
-                entities=None,
-                sentiment=sentiment,
-                split=split or SLUE_SPLITS.get(row_split, row_split),
-            )
-        )
-    if problems:
-        raise problems_error(problems)
+        utts.append(_utterance(row, col, split, sentiment=sentiment))
+    finish_import(utts, problems, audio_dir)
     if audio_dir is not None:
-        attach_audio(utts, Path(audio_dir))
         _check_segments(utts, segments, Path(audio_dir))
     return utts
 

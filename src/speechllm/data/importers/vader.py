@@ -8,6 +8,7 @@ import math
 import os
 from pathlib import Path
 
+from speechllm.data.importers.files import id_problem
 from speechllm.data.manifest import Utterance, problems_error
 from speechllm.errors import ManifestError
 
@@ -122,13 +123,10 @@ def import_vader(
                 )
                 continue
             rid, raw_rating, raw_text = (f.strip() for f in fields)
-            if not rid:
-                problems.append(f"{where}: empty id")
+            problem = id_problem(rid, lineno, first_line)
+            if problem:
+                problems.append(f"{where}: {problem}")
                 continue
-            if rid in first_line:
-                problems.append(f"{where}: duplicate id {rid!r} (first on line {first_line[rid]})")
-                continue
-            first_line[rid] = lineno
             try:
                 rating = float(raw_rating)
             except ValueError:
