@@ -1,12 +1,14 @@
 """The HTTP server on a tiny model: answers, batching, limits, admission control and bad
 uploads (no uvicorn)."""
 
+import contextlib
 import json
 import math
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -309,29 +311,40 @@ def test_healthz_estimate_follows_the_measured_service_time(model, slow):
     assert health["queue"] == 0 and health["in_model"] == 0 and health["refused"] == 0
 
 
-def test_a_request_that_would_miss_its_timeout_is_429_at_once(model, paused, monkeypatch):
-    started, release = paused
-    # The prior says a row takes 10 s: with one request in the model, the next would be
-    # answered in about 20 s, past its 15 s timeout (no reserve: the arithmetic is exact).
-    config = ServerConfig(
-        max_batch=1,
-        batch_wait_ms=0,
-        request_timeout_s=15,
-        prior_seconds_per_row=10,
-        timeout_reserve=0,
-    )
-    app = create_app(model, config)
-    decoded = []
+@contextlib.contextmanager
+def one_request_in_the_model(
+    model, paused, **config
+) -> Iterator[tuple[object, TestClient, ThreadPoolExecutor, Future, bytes]]:
+    """A server (no batching wait, no timeout reserve, unless `config` says otherwise) whose
+    paused model holds one asr request: yields (app, client, pool, that request, the clip)."""
+    started, _ = paused
+    app = create_app(model, ServerConfig(**{"batch_wait_ms": 0, "timeout_reserve": 0, **config}))
+    data = wav_bytes(tone())
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post, client, data, "asr")
+        assert started.wait(30)
+        yield app, client, pool, first, data
+
+
+def count_decodes(monkeypatch) -> list[int]:
+    """A list that gets one entry per upload the server decodes."""
+    decoded: list[int] = []
     real_decode = speechllm.serving.server.decode_audio_bytes
     monkeypatch.setattr(
         speechllm.serving.server,
         "decode_audio_bytes",
         lambda *a, **k: decoded.append(1) or real_decode(*a, **k),
     )
-    data = wav_bytes(tone())
-    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
-        first = pool.submit(post, client, data, "asr")
-        assert started.wait(30)
+    return decoded
+
+
+def test_a_request_that_would_miss_its_timeout_is_429_at_once(model, paused, monkeypatch):
+    release = paused[1]
+    # The prior says a row takes 10 s: with one request in the model, the next would be
+    # answered in about 20 s, past its 15 s timeout (no reserve: the arithmetic is exact).
+    config = dict(max_batch=1, request_timeout_s=15, prior_seconds_per_row=10)
+    decoded = count_decodes(monkeypatch)
+    with one_request_in_the_model(model, paused, **config) as (_, client, _, first, data):
         health = client.get("/healthz").json()
         assert health["in_model"] == 1 and health["queue"] == 0
         assert 15 < health["estimated_wait_s"] <= 20, health
@@ -347,19 +360,9 @@ def test_a_request_that_would_miss_its_timeout_is_429_at_once(model, paused, mon
 
 
 def test_a_request_is_refused_when_it_would_make_an_earlier_one_late(model, paused):
-    started, release = paused
-    config = ServerConfig(
-        max_batch=2,
-        batch_wait_ms=0,
-        request_timeout_s=5,
-        prior_seconds_per_row=1,
-        timeout_reserve=0,
-    )
-    app = create_app(model, config)
-    data = wav_bytes(tone())
-    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
-        first = pool.submit(post, client, data, "asr")
-        assert started.wait(30)
+    release = paused[1]
+    config = dict(max_batch=2, request_timeout_s=5, prior_seconds_per_row=1)
+    with one_request_in_the_model(model, paused, **config) as (app, client, pool, first, data):
         # 1 s left of the batch in the model + 1 s for its own: due in 5 s, accepted.
         second = pool.submit(post, client, data, "asr")
         wait_until(lambda: app.state.batcher.queued == 1)
@@ -380,21 +383,13 @@ def test_a_request_is_refused_when_it_would_make_an_earlier_one_late(model, paus
 def test_the_timeout_reserve_refuses_a_request_planned_to_end_inside_it(
     model, paused, reserve, status
 ):
-    started, release = paused
+    release = paused[1]
     # One row in the model (prior 3 s a row): the next would end in about 6 s, due in 10 s;
     # a reserve of 0.3 plans to end it by 7 s (in time), one of 0.5 by 5 s (too late).
-    config = ServerConfig(
-        max_batch=1,
-        batch_wait_ms=0,
-        request_timeout_s=10,
-        prior_seconds_per_row=3,
-        timeout_reserve=reserve,
+    config = dict(
+        max_batch=1, request_timeout_s=10, prior_seconds_per_row=3, timeout_reserve=reserve
     )
-    app = create_app(model, config)
-    data = wav_bytes(tone())
-    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
-        first = pool.submit(post, client, data, "asr")
-        assert started.wait(30)
+    with one_request_in_the_model(model, paused, **config) as (app, client, pool, first, data):
         second = pool.submit(post, client, data, "asr")
         if status == 429:
             r = second.result()
@@ -576,13 +571,7 @@ def test_a_long_recording_that_cannot_be_answered_in_time_is_429_at_once(
     # 100 s per row against 60 s per piece: it would never catch up.
     config = ServerConfig(max_batch=1, batch_wait_ms=0, prior_seconds_per_row=100)
     app = create_app(model, config)
-    decoded = []
-    real_decode = speechllm.serving.server.decode_audio_bytes
-    monkeypatch.setattr(
-        speechllm.serving.server,
-        "decode_audio_bytes",
-        lambda *a, **k: decoded.append(1) or real_decode(*a, **k),
-    )
+    decoded = count_decodes(monkeypatch)
     with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
         first = pool.submit(post, client, wav_bytes(tone()), "asr")
         assert started.wait(30)
