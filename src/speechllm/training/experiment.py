@@ -89,8 +89,8 @@ class ExperimentConfig:
     """Training utterances, the same for every row."""
     eval: ExperimentEval = field(default_factory=ExperimentEval)
     """Scoring of every row."""
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    """The table's rows (each an `ExperimentRow` mapping), in order."""
+    rows: list[ExperimentRow] = field(default_factory=list)
+    """The table's rows, in order."""
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[ExperimentConfig, list[ExperimentRow]]:
@@ -101,7 +101,7 @@ class ExperimentConfig:
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: cannot read experiment config: {exc}") from exc
         config: ExperimentConfig = build(cls, raw, "")
-        rows = [build(ExperimentRow, r, f"rows[{i}]") for i, r in enumerate(config.rows)]
+        rows = config.rows
         if not config.base:
             raise ConfigError(f"{path}: `base` (the run config every row starts from) is missing")
         if not rows:
