@@ -288,23 +288,25 @@ def test_healthz_estimate_follows_the_measured_service_time(model, slow):
         model, ServerConfig(prior_seconds_per_row=5.0, estimate_weight=0.5, batch_wait_ms=0)
     )
     data = wav_bytes(tone())
+
+    def health_after(requests: int, seconds_per_row: float) -> dict:
+        """/healthz after `requests` one by one, each taking `seconds_per_row` more."""
+        slow[0] = seconds_per_row
+        for _ in range(requests):
+            assert post(client, data, "asr").status_code == 200
+        return client.get("/healthz").json()
+
     with TestClient(app) as client:
         health = client.get("/healthz").json()
         assert health["measured_batches"] == 0 and health["service_seconds_per_row"] == 5.0
-        slow[0] = 0.1
-        for _ in range(3):
-            assert post(client, data, "asr").status_code == 200
-        health = client.get("/healthz").json()
+        health = health_after(3, seconds_per_row=0.1)
         assert health["measured_batches"] == 3
         # 0.1 s of sleep per row plus the tiny model's own time.
         assert 0.1 <= health["service_seconds_per_row"] < 0.3, health
         assert health["service_seconds_per_request"] == health["service_seconds_per_row"]
         idle_wait = health["estimated_wait_s"]
         assert idle_wait == pytest.approx(health["service_seconds_per_row"], abs=0.02)
-        slow[0] = 0.4
-        for _ in range(4):
-            assert post(client, data, "asr").status_code == 200
-        health = client.get("/healthz").json()
+        health = health_after(4, seconds_per_row=0.4)
     assert health["measured_batches"] == 7
     # Weight 0.5 over 4 batches: 15/16 of the way from ~0.1 to ~0.4.
     assert 0.37 <= health["service_seconds_per_row"] < 0.6, health
