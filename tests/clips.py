@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -35,3 +36,12 @@ def wav_bytes(
     buf = io.BytesIO()
     sf.write(buf, audio, sr, format=fmt, subtype=subtype)
     return buf.getvalue()
+
+
+def write_silence(folder: Path, seconds: dict[str, float]) -> Path:
+    """Silent 16 kHz sound files in `folder` (made if missing), each name's extension its format;
+    returns `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, length in seconds.items():
+        sf.write(folder / name, np.zeros(int(SAMPLE_RATE * length), np.float32), SAMPLE_RATE)
+    return folder

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 from typer.testing import CliRunner
 
+from clips import write_silence
 from speechllm.cli import app
 from speechllm.data.importers.librispeech import import_librispeech
 from speechllm.data.importers.slue import import_slue_voxceleb, import_slue_voxpopuli
@@ -81,10 +80,7 @@ def test_slue_round_trips_through_a_manifest(tmp_path: Path) -> None:
 
 def test_slue_audio_dir(tmp_path: Path) -> None:
     tsv = slue_tsv(tmp_path / "t.tsv", [("a", "hello", "dev", "None"), ("b", "bye", "dev", "None")])
-    audio = tmp_path / "audio"
-    audio.mkdir()
-    sf.write(audio / "a.flac", np.zeros(8000, np.float32), 16000)
-    sf.write(audio / "b.ogg", np.zeros(24000, np.float32), 16000)
+    audio = write_silence(tmp_path / "audio", {"a.flac": 0.5, "b.ogg": 1.5})
     a, b = import_slue_voxpopuli(tsv, audio_dir=audio)
     assert (a.audio, a.duration) == (str(audio / "a.flac"), 0.5)
     assert (b.audio, b.duration) == (str(audio / "b.ogg"), 1.5)
@@ -138,7 +134,7 @@ def test_librispeech_errors(tmp_path: Path) -> None:
     (chapter / "1-2.trans.txt").write_text("1-2-0000 HELLO THERE\n")
     with pytest.raises(ManifestError, match=r"1-2.trans.txt:1: audio file not found"):
         import_librispeech(tmp_path)
-    sf.write(chapter / "1-2-0000.flac", np.zeros(16000, np.float32), 16000)
+    write_silence(chapter, {"1-2-0000.flac": 1.0})
     (utt,) = import_librispeech(tmp_path, split="dev")
     assert (utt.text, utt.duration, utt.split) == ("hello there", 1.0, "dev")
 
@@ -189,17 +185,14 @@ def test_voxceleb_blind_tsv_is_unlabelled(tmp_path: Path) -> None:
 
 def test_voxceleb_audio_dir(tmp_path: Path) -> None:
     tsv = voxceleb_tsv(tmp_path / "v.tsv", VOXCELEB_ROWS)
-    audio = tmp_path / "audio"
-    audio.mkdir()
-    sf.write(audio / "id10001_a_00001.flac", np.zeros(24000, np.float32), 16000)
-    sf.write(audio / "id10001_b_00001.wav", np.zeros(12000, np.float32), 16000)
-    sf.write(audio / "id10001_c_00001.flac", np.zeros(8000, np.float32), 16000)
+    seconds = {"id10001_a_00001.flac": 1.5, "id10001_b_00001.wav": 0.75}
+    audio = write_silence(tmp_path / "audio", {**seconds, "id10001_c_00001.flac": 0.5})
     a, b, c = import_slue_voxceleb(tsv, audio_dir=audio)
     assert c.duration == 0.5
     assert (a.audio, a.duration) == (str(audio / "id10001_a_00001.flac"), 1.5)
     assert (b.audio, b.duration) == (str(audio / "id10001_b_00001.wav"), 0.75)
     # The unsegmented recording (SLUE's <split>_raw/) is much longer than the 0.5 s segment.
-    sf.write(audio / "id10001_c_00001.flac", np.zeros(16000 * 8, np.float32), 16000)
+    write_silence(audio, {"id10001_c_00001.flac": 8.0})
     with pytest.raises(AudioError, match=r"1 of 3 clips are longer than their segment.*_raw"):
         import_slue_voxceleb(tsv, audio_dir=audio)
     (audio / "id10001_c_00001.flac").unlink()
