@@ -1,4 +1,5 @@
-"""`speechllm serve`: the HTTP server (admission control, batching) and its web page.
+"""`speechllm serve`: the HTTP server (`server`: app and routes), its settings and response shapes
+(`config`), admission control and batching (`batcher`) and its web page (`web/`).
 
 May import: `speechllm.inference`, `speechllm.model`, `speechllm.data` and the top-level basics.
 """
