@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import json
@@ -347,6 +348,33 @@ def test_join_results_keeps_the_fields_of_the_tasks():
     }
     with pytest.raises(ValueError, match="2 segments but 1"):
         join_results([seg(0, 1), seg(2, 3)], [asr_only])
+
+
+# ------------------------------------------------------------------ the decoding path
+
+
+def test_encode_clips_and_answer_give_each_clip_what_it_gets_alone(model):
+    """`encode_clips` batches the encoder and `answer` batches the (clip, task) rows, with a task
+    list per clip; each clip still gets the frames and answers it gets alone."""
+    from clips import noise
+    from speechllm.inference.decode import answer, encode_clips
+
+    audios = [noise(s, seed) for seed, s in enumerate((0.6, 1.4, 0.9))]
+    frames = encode_clips(model.encoder, audios, batch_size=2)
+    for audio, f in zip(audios, frames, strict=True):
+        (one,) = encode_clips(model.encoder, [audio])
+        assert f.shape == one.shape and torch.allclose(f, one, atol=1e-5)
+    tasks = [["asr", "sa"], [], ["all"]]
+    got = answer(model, frames, tasks, batch_size=3, ids=["a", "b", "c"])
+    assert [p.id for p in got] == ["a", "b", "c"]
+    assert got[1].raw == {} and got[1].to_dict() == {"raw": {}, "parse_failures": []}
+    for audio, ts, p in zip(audios, tasks, got, strict=True):
+        if ts:
+            assert p == dataclasses.replace(alone(model, audio, ts), id=p.id)
+    # One task list for every clip: the same rows as the list repeated.
+    assert answer(model, frames, ["sa"]) == answer(model, frames, [["sa"]] * 3)
+    with pytest.raises(ValueError, match="3 clips but 2 task lists"):
+        answer(model, frames, [["asr"], ["asr"]])
 
 
 # ------------------------------------------------------------------ CLI
