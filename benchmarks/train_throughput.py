@@ -43,7 +43,7 @@ from speechllm.data.audio import load_audio
 from speechllm.data.features import FeatureCache
 from speechllm.data.sampler import Example, TaskMixSampler, examples_for
 from speechllm.model.speechllm import Batch, SpeechLLM
-from speechllm.training.train import make_batch
+from speechllm.training.batches import make_batch
 
 TASKS = ["asr", "ner"]  # the SLUE clips have transcripts and entities, no sentiment
 

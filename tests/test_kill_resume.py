@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from speechllm.cli import app
 from speechllm.config import RunConfig
 from speechllm.errors import CheckpointError
-from speechllm.training.train import CHECKPOINTS, latest_checkpoint, train
+from speechllm.training.checkpoints import CHECKPOINTS, latest_checkpoint
+from speechllm.training.train import train
 from test_train import tiny_run
 
 # The CLI entry point installed beside the interpreter running the tests (the venv's).

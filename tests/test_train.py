@@ -20,7 +20,8 @@ from speechllm.config import (
     TrainConfig,
 )
 from speechllm.data.manifest import Utterance, write_manifest
-from speechllm.training.train import latest_checkpoint, train
+from speechllm.training.checkpoints import latest_checkpoint
+from speechllm.training.train import train
 
 WORDS = ["brussels", "monday", "commission", "european", "the", "met", "in", "on"]
 

@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 
 from speechllm.config import LoraSettings, RunConfig
 from speechllm.inference.decode import decode
-from speechllm.training.train import CHECKPOINTS, latest_checkpoint, train
+from speechllm.training.checkpoints import CHECKPOINTS, latest_checkpoint
+from speechllm.training.train import train
 from test_kill_resume import assert_bitwise_equal
 from test_model import make_model, waves
 from test_train import read_log, tiny_run

@@ -3,8 +3,8 @@
 Runs under HF accelerate, so `accelerate launch --num_processes N -m speechllm.cli train ...` gives
 DDP unchanged. The frozen encoder's outputs are cached on disk first; each step then draws a
 task-mixed batch (a pure function of seed and step, so `--resume` replays exactly), runs the LLM
-under autocast, and updates only the adapter (and LoRA, heads). Checkpoints are written atomically
-(temp folder, then rename) with optimizer, scheduler and RNG state.
+under autocast, and updates only the adapter (and LoRA, heads). What the steps read is built in
+`batches.py`; resumable checkpoints are `checkpoints.py`'s.
 """
 
 from __future__ import annotations
@@ -24,37 +24,20 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from safetensors.torch import load_file, save_file
 
-from speechllm.config import RunConfig, SpecAugmentConfig
+from speechllm.config import RunConfig
 from speechllm.data.features import FeatureCache
-from speechllm.data.manifest import Utterance, read_manifest
-from speechllm.data.sampler import (
-    Example,
-    TaskMixSampler,
-    collate_frames,
-    examples_for,
-    spec_augment,
-)
-from speechllm.errors import CheckpointError
+from speechllm.data.sampler import TaskMixSampler, examples_for
 from speechllm.inference.evaluate import evaluate
 from speechllm.model.saving import write_model_dir
-from speechllm.model.speechllm import Batch, SpeechLLM
-
-CHECKPOINTS = "checkpoints"
-
-
-def load_utterances(
-    paths: list[str], max_seconds: float, require_audio: bool = True
-) -> list[Utterance]:
-    utts: list[Utterance] = []
-    for p in paths:
-        utts += [
-            u
-            for u in read_manifest(p, require_audio=require_audio)
-            if (u.duration or 0) <= max_seconds
-        ]
-    return utts
+from speechllm.model.speechllm import SpeechLLM
+from speechllm.training.batches import build_cache, load_utterances, make_batch, whisper_readings
+from speechllm.training.checkpoints import (
+    checkpoint_error,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def lr_lambda(config: RunConfig):
@@ -68,120 +51,6 @@ def lr_lambda(config: RunConfig):
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
-
-
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint (temp folders of a killed save are ignored)."""
-    root = output_dir / CHECKPOINTS
-    if not root.is_dir():
-        return None
-    done = sorted(
-        p
-        for p in root.glob("step-*")
-        if p.is_dir() and (p / "state.json").is_file() and not p.name.endswith(".tmp")
-    )
-    return done[-1] if done else None
-
-
-def save_checkpoint(
-    output_dir: Path, model: SpeechLLM, optimizer, scheduler, step: int, elapsed: float, keep: int
-) -> Path:
-    root = output_dir / CHECKPOINTS
-    final = root / f"step-{step:07d}"
-    tmp = root / f"step-{step:07d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(model.trainable_state_dict(), str(tmp / "trainable.safetensors"))
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt"
-    )
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    # Plain tensors and ints only, so the file loads with torch.load(weights_only=True).
-    rng = {
-        "torch": torch.get_rng_state(),
-        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-        "python": random.getstate(),
-    }
-    torch.save(rng, tmp / "rng.pt")
-    # state.json last: its presence marks the checkpoint complete.
-    (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed}))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def load_checkpoint(path: Path, model: SpeechLLM, optimizer, scheduler) -> tuple[int, float]:
-    state = load_file(str(path / "trainable.safetensors"))
-    model.ctc.set_vocab(state.pop("ctc.vocab"))
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state.items():
-            params[name].copy_(value)
-    optim = torch.load(path / "optim.pt", weights_only=True)
-    optimizer.load_state_dict(optim["optimizer"])
-    scheduler.load_state_dict(optim["scheduler"])
-    rng = torch.load(path / "rng.pt", weights_only=True)
-    torch.set_rng_state(rng["torch"])
-    name, keys, pos, has_gauss, gauss = rng["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate(rng["python"])
-    meta = json.loads((path / "state.json").read_text())
-    return int(meta["step"]), float(meta["elapsed_s"])
-
-
-def _checkpoint_error(ckpt: Path, exc: Exception) -> CheckpointError:
-    older = [
-        p.name
-        for p in sorted(ckpt.parent.glob("step-*"))
-        if p < ckpt and p.is_dir() and (p / "state.json").is_file() and not p.name.endswith(".tmp")
-    ]
-    reason = (str(exc).strip().splitlines() or [""])[0][:160]
-    if "weights_only" in reason or not reason:
-        reason = type(exc).__name__
-    then = (
-        f"resume from the previous complete checkpoint, {older[-1]}"
-        if older
-        else "start again (there is no older checkpoint)"
-    )
-    return CheckpointError(
-        f"{ckpt}: cannot resume from this checkpoint ({reason}); it is damaged or was written "
-        f"by another configuration. Delete that folder to {then}, or train without --resume."
-    )
-
-
-def make_batch(
-    examples: list[Example],
-    cache: FeatureCache | None,
-    spec: SpecAugmentConfig | None = None,
-    transcripts: dict[str, str] | None = None,
-) -> Batch:
-    """A training batch: encoder frames from `cache` (masked per `spec` when given), or, without
-    a cache, transcripts standing in for the speech: `transcripts[audio]` (the `whisper` route's
-    readings) where given, else the utterance's own text (`kind: text` stages)."""
-    if cache is None:
-        frames = lengths = None
-        texts = [transcripts[e.utt.audio] if transcripts else e.utt.text for e in examples]
-    else:
-        frames, lengths = collate_frames([cache.get(e.utt.audio) for e in examples])
-        if spec is not None and (spec.time_masks or spec.feature_masks):
-            frames = spec_augment(frames, lengths, spec)
-        texts = None
-    return Batch(
-        speech_texts=texts,
-        frames=frames,
-        frame_lengths=lengths,
-        tasks=[e.task for e in examples],
-        answers=[e.answer for e in examples],
-        transcripts=[e.utt.text for e in examples],
-        # Labels for the classifier loss come from the utterance, whatever the example's task.
-        sentiments=[e.utt.sentiment for e in examples],
-        entity_tags=[
-            None if e.utt.entities is None else sorted({tag for tag, _ in e.utt.entities})
-            for e in examples
-        ],
-    )
 
 
 def train(config: RunConfig, resume: bool = False, console: Console | None = None) -> Path:
@@ -286,12 +155,12 @@ def _run(
 
     cache = FeatureCache(model.encoder, tc.feature_cache)
     audio = [u.audio for u in eval_utts] + ([u.audio for u in train_utts] if kind != "text" else [])
-    _build_cache(cache, audio, accelerator, console)
+    build_cache(cache, audio, accelerator, console)
     # What the batches read: frames (acoustic, and joint on the adapter routes), or text: the
     # transcripts themselves (text), Whisper's readings of the audio (joint, whisper route).
     batch_cache = cache if kind != "text" and not whisper else None
     readings = (
-        _whisper_readings(model, cache, train_utts, out, console)
+        whisper_readings(model, cache, train_utts, out, console)
         if kind == "joint" and whisper
         else None
     )
@@ -313,7 +182,7 @@ def _run(
             # A damaged file (disk fault, a copy cut short) or a checkpoint of another config:
             # say which folder and what to do instead of a library traceback (torch's own message
             # for a bad optim.pt even suggests weights_only=False, which runs code from the file).
-            raise _checkpoint_error(ckpt, exc) from exc
+            raise checkpoint_error(ckpt, exc) from exc
         if main:
             console.print(f"resumed from {ckpt} (step {start_step})")
     ddp_model, optimizer = accelerator.prepare(model, optimizer)
@@ -462,36 +331,6 @@ def _run(
     return out / "model"
 
 
-def _whisper_readings(
-    model: SpeechLLM, cache: FeatureCache, utts: list[Utterance], out: Path, console: Console
-) -> dict[str, str]:
-    """Whisper's transcript of each training clip (the `whisper` route's input), decoded once
-    and kept in `<out>/whisper_readings.json` (keyed by audio path), so a resumed run reads them
-    back instead of decoding again."""
-    path = out / "whisper_readings.json"
-    readings: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
-    todo = sorted({u.audio for u in utts} - set(readings))
-    assert model.reader is not None
-    with Progress(
-        TextColumn("[bold]whisper readings"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as p:
-        bar = p.add_task("read", total=len(todo))
-        for start in range(0, len(todo), 16):
-            chunk = todo[start : start + 16]
-            frames, lengths = collate_frames([cache.get(a) for a in chunk])
-            readings.update(zip(chunk, model.reader.read(frames, lengths), strict=True))
-            # Atomically: a run killed mid-write must still resume from the file.
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(readings))
-            os.replace(tmp, path)
-            p.advance(bar, len(chunk))
-    return readings
-
-
 def _rank_checksums(accelerator: Accelerator, model: SpeechLLM) -> list[list[float]]:
     """(sum, sum of squares) of the trained weights on every rank: DDP must keep them equal."""
     state = model.trainable_state_dict()
@@ -505,26 +344,6 @@ def _rank_checksums(accelerator: Accelerator, model: SpeechLLM) -> list[list[flo
         dtype=torch.float64,
     )
     return accelerator.gather(local).tolist()
-
-
-def _build_cache(
-    cache: FeatureCache, audio: list[str], accelerator: Accelerator, console: Console
-) -> None:
-    """Each process encodes its share; then every process loads all entries from disk."""
-    unique = sorted(set(audio))
-    mine = unique[accelerator.process_index :: accelerator.num_processes]
-    with Progress(
-        TextColumn("[bold]encoder cache"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not accelerator.is_main_process,
-    ) as p:
-        bar = p.add_task("cache", total=len(mine))
-        cache.build(mine, progress=lambda n: p.advance(bar, n))
-    accelerator.wait_for_everyone()
-    cache.build(unique)
 
 
 def _evaluate(accelerator, model, utts, tasks, step, minutes, log, console) -> dict[str, Any]:
