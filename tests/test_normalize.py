@@ -1,9 +1,10 @@
-"""speechllm.data.normalize against SLUE-VoxPopuli's own text: on every row of both splits whose
-`raw_text` holds a digit, `normalize_transcript(raw_text)` must give the row's `normalized_text`
-(compared word by word without punctuation: SLUE keeps some full stops where the code drops
-them). The expectations are SLUE's, never the code's output.
+"""speechllm.data.normalize: numbers in words as SLUE-VoxPopuli spells them, and
+`normalize_transcript` against SLUE's own text. On every row of both splits whose `raw_text`
+holds a digit, `normalize_transcript(raw_text)` must give the row's `normalized_text` (compared
+word by word without punctuation: SLUE keeps some full stops where the code drops them); the
+expectations are SLUE's, never the code's output.
 
-Rows that cannot match are listed below, each with what differs, and the test checks that they
+Rows that cannot match are listed below, each with what differs, and the tests check that they
 differ in just that way: rows whose two texts were cut or edited apart (not derivable from
 `raw_text`), and rows where `normalize_transcript` follows another rule than SLUE's.
 """
@@ -15,11 +16,167 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from speechllm.data.normalize import normalize_transcript
+from speechllm.data.normalize import normalize_transcript, number_words, ordinal_words
 
 SPLITS = ("fine-tune", "dev")
+
+# ------------------------------------------------------------------ numbers in words
+
+
+@pytest.mark.parametrize(
+    ("n", "words"),
+    [
+        (0, "zero"),
+        (17, "seventeen"),
+        (80, "eighty"),
+        (250, "two hundred and fifty"),
+        (2014, "two thousand and fourteen"),
+        (2800, "two thousand eight hundred"),
+        (7_000_000_000, "seven billion"),
+        (1_000_005, "one million and five"),
+    ],
+)
+def test_number_words_as_slue_spells_them(n, words):
+    # Spellings as SLUE-VoxPopuli's normalized_text has them ("two thousand and fourteen").
+    assert number_words(n) == words
+
+
+def test_ordinal_words():
+    assert [ordinal_words(n) for n in (1, 2, 3, 12, 20, 21, 100)] == [
+        "first",
+        "second",
+        "third",
+        "twelfth",
+        "twentieth",
+        "twenty first",
+        "one hundredth",
+    ]
+
+
+def _former_number_words(n: int) -> str:
+    """The hand-written speller the cascade had before it used num2words: the oracle that keeps
+    num2words' output (commas, hyphens and trillions post-processed away) byte-identical."""
+    ones = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    ones += ["eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen"]
+    ones += ["eighteen", "nineteen"]
+    tens = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+    if n < 20:
+        return ones[n]
+    if n < 100:
+        return tens[n // 10] + ("" if n % 10 == 0 else " " + ones[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return (
+            ones[n // 100]
+            + " hundred"
+            + ("" if rest == 0 else " and " + _former_number_words(rest))
+        )
+    for scale, name in ((10**9, "billion"), (10**6, "million"), (1000, "thousand")):
+        if n >= scale:
+            high, rest = divmod(n, scale)
+            words = _former_number_words(high) + " " + name
+            if rest == 0:
+                return words
+            return words + (" and " if rest < 100 else " ") + _former_number_words(rest)
+    raise AssertionError("unreachable")
+
+
+def _former_ordinal_words(n: int) -> str:
+    irregular = {"one": "first", "two": "second", "three": "third", "five": "fifth"}
+    irregular |= {"eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
+    *head, last = _former_number_words(n).split()
+    if last in irregular:
+        last = irregular[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return " ".join([*head, last])
+
+
+def test_num2words_spelling_is_the_former_spelling():
+    # Every integer 0..2100 (years), then seeded samples of every size up to 10**12 and past it
+    # (where num2words would say "trillion"), sparse ones (zero groups: "one million and five").
+    rng = np.random.default_rng(2014)
+    numbers = list(range(2101))
+    for digits in range(4, 16):
+        for _ in range(40):
+            n = int(rng.integers(10 ** (digits - 1), 10**digits))
+            sparse = "".join(d if rng.random() < 0.3 else "0" for d in str(n))
+            numbers += [n, int(sparse)]
+    numbers += [10**12, 10**12 + 1, 10**12 + 100, 10**15]
+    for n in numbers:
+        assert number_words(n) == _former_number_words(n), n
+    for n in [*range(1, 201), *numbers[2101::7]]:
+        if n > 0:
+            assert ordinal_words(n) == _former_ordinal_words(n), n
+    with pytest.raises(ValueError):
+        number_words(-1)
+
+
+@pytest.mark.parametrize(
+    ("n", "words"),
+    [
+        (1001, "one thousand and one"),
+        (1100, "one thousand one hundred"),
+        (1999, "one thousand nine hundred and ninety nine"),
+        (2021, "two thousand and twenty one"),
+        (100_001, "one hundred thousand and one"),
+        (1_000_100, "one million one hundred"),
+        (1_001_000, "one million one thousand"),
+        (1_250_000_000, "one billion two hundred and fifty million"),
+        (10**12, "one thousand billion"),
+        (10**12 + 1, "one thousand billion and one"),
+    ],
+)
+def test_number_words_recorded_before_num2words(n, words):
+    # Outputs of the hand-written speller, recorded before the switch to num2words.
+    assert number_words(n) == words
+
+
+@pytest.mark.parametrize(
+    ("text", "normalised"),
+    [
+        # Outputs recorded before the switch to num2words (Whisper-style sentences).
+        (
+            "We spent €5 billion in 2019 and 3.75% more in 2020.",
+            "we spent euro five billion in two thousand and nineteen and three point seven five "
+            "per cent more in two thousand and twenty",
+        ),
+        (
+            "About 120 people, i.e. 0.5% of them, voted on the 22nd and 23rd.",
+            "about one hundred and twenty people i.e. zero point five per cent of them voted on "
+            "the twenty second and twenty third.",
+        ),
+        (
+            "The 100th anniversary, the 101st session, the 111th day, the 112th.",
+            "the one hundredth anniversary the one hundred and first session the one hundred and "
+            "eleventh day the one hundred and twelfth.",
+        ),
+        (
+            "1,000 1,001 10,000 100,000 999,999",
+            "one thousand one thousand and one ten thousand one hundred thousand nine hundred "
+            "and ninety nine thousand nine hundred and ninety nine",
+        ),
+        (
+            "COVID-19 hit in 2020; G20 leaders met.",
+            "covid nineteen hit in two thousand and twenty g twenty leaders met.",
+        ),
+        (
+            "A well-known fact: 2.5 points... Really?",
+            "a well known fact two point five points... really?",
+        ),
+        ("  ", ""),
+    ],
+)
+def test_normalize_transcript_recorded_before_num2words(text, normalised):
+    assert normalize_transcript(text) == normalised
+
+
+# ------------------------------------------------------------------ SLUE's own text
 
 # SLUE's normalized_text is not derivable from its raw_text: each (words only SLUE's text has,
 # words only normalize_transcript(raw_text) has). Mostly raw_text lost digits its normalized_text
@@ -155,11 +312,19 @@ def words(text: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def rows_with_digits(shared: Path) -> dict[str, dict[str, str]]:
+def slue_rows(shared: Path) -> dict[str, dict[str, str]]:
+    """SLUE-VoxPopuli's rows of both splits by id."""
     rows: dict[str, dict[str, str]] = {}
     for split in SPLITS:
-        rows |= read_slue_tsv(shared / f"data/slue-voxpopuli/slue-voxpopuli_{split}.tsv")
-    return {rid: row for rid, row in rows.items() if re.search(r"\d", row["raw_text"])}
+        more = read_slue_tsv(shared / f"data/slue-voxpopuli/slue-voxpopuli_{split}.tsv")
+        assert not more.keys() & rows.keys()
+        rows |= more
+    return rows
+
+
+@pytest.fixture(scope="module")
+def rows_with_digits(slue_rows: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    return {rid: row for rid, row in slue_rows.items() if re.search(r"\d", row["raw_text"])}
 
 
 def test_normalize_transcript_gives_slue_normalized_text(rows_with_digits):
@@ -194,3 +359,59 @@ def test_where_the_code_disagrees_with_slue_it_is_by_one_rule(rows_with_digits, 
         raw, slue = row["raw_text"], words(row["normalized_text"])
         assert words(normalize_transcript(raw)) != slue, f"{rid} now matches SLUE: unlist it"
         assert words(normalize_transcript(rewrite(raw))) == slue, rid
+
+
+# Spot checks, each with the words its numbers become (every row is checked above). "€" has no
+# SLUE row: SLUE's raw text writes "EUR 5 billion" ("eur five billion"; once "EUR 5 billion
+# euros", "eur five billion euros" in the dev split); the code turns Whisper's "€5 billion" into
+# "euro five billion", where a speaker's "five billion euros" has the currency after the number.
+SLUE_PAIRS = [
+    ("20170216-0900-PLENARY-2-en_20170216-08:38:34_6", "eur five billion"),
+    ("20120702-0900-PLENARY-17-en_20120702-21:15:17_1", "eur one hundred and twenty billion"),
+    (
+        "20170613-0900-PLENARY-4-en_20170613-10:07:40_12",
+        "from one hundred and nineteen million to two hundred and eighty million tons",
+    ),
+    (
+        "20131211-0900-PLENARY-14-en_20131211-18:12:00_17",
+        "by one june two thousand and fourteen at the latest",
+    ),
+    ("20140312-0900-PLENARY-3-en_20140312-09:26:32_12", "now have four thousand migrants"),
+    ("20140225-0900-PLENARY-3-en_20140225-09:57:26_3", "now eight hundred thousand people"),
+    ("20120522-0900-PLENARY-6-en_20120522-12:39:38_1", "nearly one hundred and forty years"),
+    ("20110309-0900-PLENARY-17-en_20110309-16:12:24_15", "for the sixteenth session"),
+    ("20170216-0900-PLENARY-2-en_20170216-09:31:13_4", "indirect co two emissions"),
+]
+
+# Whisper writes "%" and thousands separators that SLUE's raw_text lacks (or the row has no
+# raw_text); the expectation is still the row's own normalized_text.
+SLUE_WHISPER_STYLE = [
+    (
+        "20140414-0900-PLENARY-18-en_20140414-21:25:23_22",
+        "Small businesses create 85% of all new jobs in Europe and employ two thirds of the "
+        "workforce.",
+        "eighty five per cent",
+    ),
+    (
+        "20140225-0900-PLENARY-3-en_20140225-09:57:26_3",
+        "What you could have told them, MrKourkoulas, is that, according to the respected "
+        "medical journal The Lancet there are now 800,000 people in Greece without access to "
+        "welfare or medical care.",
+        "eight hundred thousand people",
+    ),
+]
+
+
+@pytest.mark.parametrize(("row_id", "numbers"), SLUE_PAIRS)
+def test_normalize_transcript_reproduces_slue_normalized_text(slue_rows, row_id, numbers):
+    row = slue_rows[row_id]
+    assert re.search(r"\d", row["raw_text"])
+    assert numbers in row["normalized_text"]  # the expectation is SLUE's text, not ours
+    assert words(normalize_transcript(row["raw_text"])) == words(row["normalized_text"])
+
+
+@pytest.mark.parametrize(("row_id", "whisper", "numbers"), SLUE_WHISPER_STYLE)
+def test_normalize_transcript_of_whisper_style_slue_sentences(slue_rows, row_id, whisper, numbers):
+    row = slue_rows[row_id]
+    assert numbers in row["normalized_text"]
+    assert words(normalize_transcript(whisper)) == words(row["normalized_text"])
