@@ -114,7 +114,7 @@ def test_infer_with_no_other_argument_uses_the_shipped_default_quietly(shared, t
 
     from speechllm.hub.shipped import resolve_model
     from speechllm.hub.sources import fetch
-    from speechllm.model.speechllm import read_model_config
+    from speechllm.model.saving import read_model_config
 
     # Base models fetched first: a first fetch's conversion is a separate, one-off step.
     config = read_model_config(resolve_model())

@@ -7,8 +7,8 @@ import pytest
 from safetensors.torch import load_file
 
 from speechllm import demo
-from speechllm.hub.shipped import DEFAULT_MODEL, resolve_model, shipped_models
-from speechllm.model.speechllm import WEIGHTS_FILE, read_model_config
+from speechllm.hub.shipped import DEFAULT_MODEL, WEIGHTS_FILE, resolve_model, shipped_models
+from speechllm.model.saving import read_model_config
 
 GATE_FILE = "quality_gate.json"
 """In the shipped model's folder: its figures on the demo's clips, measured when it shipped."""

@@ -49,7 +49,7 @@ def test_loss_only_on_answer_tokens(tiny_dirs):
         # The supervised tokens are the last real positions of the row.
         n = int(mask[i].sum())
         assert labels[i, n - len(ids) : n].tolist() == ids
-        pre, post = m._prompt_ids[["asr", "sa"][i]]
+        pre, post = m.layout.prompt_ids[["asr", "sa"][i]]
         assert n == len(pre) + [6, 4][i] + len(post) + len(ids)  # speech kept at its own length
 
 

@@ -45,7 +45,8 @@ def run_demo(workdir: Path, show: int | None = None) -> dict[str, Any]:
     from speechllm.hub.shipped import DEFAULT_MODEL, resolve_model
     from speechllm.hub.sources import fetch
     from speechllm.inference.evaluate import evaluate
-    from speechllm.model.speechllm import SpeechLLM, read_model_config
+    from speechllm.model.saving import read_model_config
+    from speechllm.model.speechllm import SpeechLLM
 
     settings = demo_settings()
     workdir = workdir.resolve()

@@ -67,7 +67,8 @@ def models_fetch(
 def info(config: Path) -> None:
     """Trainable and frozen parameters per part for a config YAML or a saved model/run dir."""
     from speechllm.config import RunConfig
-    from speechllm.model.speechllm import SpeechLLM, read_model_config
+    from speechllm.model.saving import read_model_config
+    from speechllm.model.speechllm import SpeechLLM
 
     try:
         if config.is_dir():

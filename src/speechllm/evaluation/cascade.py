@@ -142,7 +142,7 @@ def load_cascade(model_dir: str | Path) -> tuple[WhisperTranscriber, Annotator, 
     """The run's Whisper (with decoder) and base LLM (no LoRA, no adapter), named by its
     `config.json`; also {"asr": name, "llm": name}."""
     from speechllm.annotate.annotator import Annotator
-    from speechllm.model.speechllm import read_model_config
+    from speechllm.model.saving import read_model_config
 
     config = read_model_config(model_dir)
     transcriber = WhisperTranscriber.load(config.encoder)

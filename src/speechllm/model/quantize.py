@@ -174,7 +174,7 @@ def quantize_llm(
     quantized._modules = dict(model._modules)
     quantized._parameters = dict(model._parameters)
     quantized._buffers = dict(model._buffers)
-    quantized._neighbours = dict(model._neighbours)
+    quantized._near = model._near.copy()
     quantized._modules["llm"] = llm
     quantized.training = False
     quantized.quantization = {

@@ -1,10 +1,6 @@
 """SpeechLLM: frozen Whisper encoder -> trainable adapter -> causal LLM (frozen or LoRA).
 
-Sequence fed to the LLM for one example (chat template where the LLM has one):
-
-    [prompt prefix tokens] [speech embeddings (T')] [prompt suffix tokens] [answer tokens] [stop]
-
-The loss is the LM loss on the answer tokens only, plus (in training, optional) a CTC loss on the
+The LLM reads each example's speech inside its task's prompt (`llm_inputs.py`). The loss is the LM loss on the answer tokens only, plus (in training, optional) a CTC loss on the
 adapter output over the LLM's vocabulary that aligns speech vectors with token embeddings
 (`ctc.py`) and a sentiment / entity-tag classification loss on the pooled adapter output
 (`regularizer.py`, only in models built with `classifier_heads.enabled`). With
@@ -20,7 +16,6 @@ model.safetensors with only what was trained: adapter, CTC head, LoRA, small hea
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +24,12 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from speechllm.config import LoraSettings, ModelConfig, TextNoiseConfig
-from speechllm.errors import ModelSourceError
-from speechllm.hub.llm import chat_stop_token
-from speechllm.hub.shipped import CONFIG_FILE, WEIGHTS_FILE
 from speechllm.model.adapter import build_adapter
+from speechllm.model.batch import Batch
 from speechllm.model.configuration import SpeechLLMConfig
 from speechllm.model.ctc import CTCHead
 from speechllm.model.encoder import SpeechEncoder
-from speechllm.model.prompts import INSTRUCTIONS, TASKS
+from speechllm.model.llm_inputs import PromptLayout
 from speechllm.model.regularizer import ClassifierHeads
 from speechllm.model.saving import (
     load_trained_state,
@@ -45,42 +38,8 @@ from speechllm.model.saving import (
     trained_state,
     write_model_dir,
 )
+from speechllm.model.text_noise import NearTokens, text_embeddings
 from speechllm.model.whisper_reader import WhisperReader
-
-__all__ = [
-    "CONFIG_FILE",
-    "WEIGHTS_FILE",
-    "Batch",
-    "SpeechLLM",
-    "SpeechLLMConfig",
-    "read_model_config",
-    "write_model_dir",
-]
-
-SPEECH_PLACEHOLDER = "<|speech|>"
-SYSTEM_PROMPT = "You understand speech."
-
-
-@dataclass
-class Batch:
-    """Model inputs for a list of examples.
-
-    frames (B, T, C) encoder output, zero-padded; frame_lengths (B,); tasks: one per example;
-    answers: target texts (training) or None (generation); transcripts: plain transcripts for the
-    CTC loss (None where unknown); sentiments: each utterance's sentiment class, entity_tags: the
-    SLUE tags of its entities ([] = labelled, none), for the classifier loss (None where unknown,
-    whatever the example's task). speech_texts: transcripts that stand in for the speech
-    (`kind: text` stages, and the `whisper` route's transcripts); frames are then None.
-    """
-
-    frames: torch.Tensor | None
-    frame_lengths: torch.Tensor | None
-    tasks: list[str]
-    answers: list[str] | None = None
-    transcripts: list[str | None] | None = None
-    sentiments: list[str | None] | None = None
-    entity_tags: list[list[str] | None] | None = None
-    speech_texts: list[str] | None = None
 
 
 class SpeechLLM(PreTrainedModel):
@@ -127,10 +86,8 @@ class SpeechLLM(PreTrainedModel):
         if config.lora.enabled:
             llm = _add_lora(llm, config.lora)
         self.llm = llm
-        self._neighbours: dict[int, torch.Tensor] = {}
-        self._unit_embed: torch.Tensor | None = None
-        self._stop_id, self._templates = _prompt_templates(tokenizer)
-        self._prompt_ids = {task: self._encode_prompt(task) for task in TASKS}
+        self.layout = PromptLayout(tokenizer)
+        self._near = NearTokens()
 
     # ---------------------------------------------------------------- construction
 
@@ -158,20 +115,9 @@ class SpeechLLM(PreTrainedModel):
         llm, tokenizer = load_causal_lm(config.llm)
         return cls(config, encoder, llm, tokenizer, reader)
 
-    # ---------------------------------------------------------------- prompts
-
-    def _encode_prompt(self, task: str) -> tuple[list[int], list[int]]:
-        prefix, suffix = self._templates
-        instruction = INSTRUCTIONS[task]
-        pre = self.tokenizer(prefix, add_special_tokens=False).input_ids
-        post = self.tokenizer(
-            suffix.replace("{instruction}", instruction), add_special_tokens=False
-        ).input_ids
-        return pre, post
-
     def answer_ids(self, answer: str) -> list[int]:
         """Token ids of an answer followed by the stop token."""
-        return [*self.tokenizer(answer, add_special_tokens=False).input_ids, self._stop_id]
+        return self.layout.answer_ids(answer)
 
     # ---------------------------------------------------------------- forward
 
@@ -201,64 +147,15 @@ class SpeechLLM(PreTrainedModel):
     def text_speech(
         self, texts: list[str], noise: TextNoiseConfig | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Transcripts (B,) standing in for speech -> token embeddings (B, N, D), lengths (B,).
+        """Transcripts (B,) standing in for speech -> token embeddings (B, N, D), lengths (B,),
+        corrupted per `noise` in training (`text_noise.py`)."""
+        ids = [self.transcript_ids(text) if text else [] for text in texts]
+        return text_embeddings(ids, self.llm.get_input_embeddings().weight, self._near, noise)
 
-        With `noise` (training), tokens are substituted, deleted and inserted, and embeddings
-        smeared towards near tokens, drawn from torch's global RNG (checkpointed, so a resumed
-        run draws the same)."""
-        embed = self.llm.get_input_embeddings().weight
-        rows = []
-        for text in texts:
-            ids = self.transcript_ids(text) if text else []
-            vectors = self._noisy_embeddings(ids, noise) if noise else embed[ids]
-            rows.append(vectors)
-        lengths = torch.tensor([r.shape[0] for r in rows], dtype=torch.long)
-        out = embed.new_zeros(
-            len(rows), max(1, int(lengths.max()) if len(rows) else 0), embed.shape[1]
-        )
-        for i, r in enumerate(rows):
-            out[i, : r.shape[0]] = r
-        return out.to(embed.device), lengths.to(embed.device)
-
-    def _noisy_embeddings(self, ids: list[int], noise: TextNoiseConfig) -> torch.Tensor:
-        embed = self.llm.get_input_embeddings().weight.detach()
-        self._find_neighbours(ids, noise.neighbours)
-        out: list[torch.Tensor] = []
-        for t in ids:
-            u = torch.rand(3).tolist()
-            if u[0] < noise.delete:
-                continue
-            near = self.near_tokens(t, noise.neighbours)
-            if u[1] < noise.substitute:
-                t = int(near[torch.randint(len(near), (1,))])
-                near = self.near_tokens(t, noise.neighbours)
-            vec = embed[t]
-            if noise.smear > 0:
-                vec = (1 - noise.smear) * vec + noise.smear * embed[near[:3]].mean(0)
-            out.append(vec)
-            if u[2] < noise.insert:
-                out.append(embed[int(near[torch.randint(len(near), (1,))])])
-        return torch.stack(out) if out else embed.new_zeros(0, embed.shape[1])
-
-    @torch.no_grad()
     def near_tokens(self, token: int, k: int) -> torch.Tensor:
-        """The `k` tokens nearest to `token` (cosine, input-embedding table), itself excluded."""
-        self._find_neighbours([token], k)
-        return self._neighbours[token][:k]
-
-    @torch.no_grad()
-    def _find_neighbours(self, tokens: list[int], k: int) -> None:
-        """Memoise the `k` nearest tokens of each of `tokens`: one matmul for all new ones."""
-        todo = sorted({t for t in tokens if len(self._neighbours.get(t, ())) < k})
-        if not todo:
-            return
-        if self._unit_embed is None:  # the table is frozen: normalise it once
-            embed = self.llm.get_input_embeddings().weight.detach().float()
-            self._unit_embed = nn.functional.normalize(embed, dim=-1)
-        sims = self._unit_embed[todo] @ self._unit_embed.T  # (len(todo), V)
-        sims[torch.arange(len(todo)), torch.tensor(todo)] = -2.0
-        for t, row in zip(todo, sims.topk(k, dim=-1).indices.cpu(), strict=True):
-            self._neighbours[t] = row
+        """The `k` tokens (k,) nearest to `token` (cosine, input-embedding table), itself
+        excluded: what text noise substitutes."""
+        return self._near.get(token, k, self.llm.get_input_embeddings().weight)
 
     @torch.no_grad()
     def ctc_transcripts(self, frames: torch.Tensor, lengths: torch.Tensor) -> list[str]:
@@ -275,34 +172,11 @@ class SpeechLLM(PreTrainedModel):
         answers: list[str] | None,
         left_pad: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Build (inputs_embeds (B, L, D), attention_mask (B, L), labels (B, L))."""
-        embed = self.llm.get_input_embeddings()
-        device = speech.device
-        rows: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for i, task in enumerate(tasks):
-            if task not in self._prompt_ids:
-                raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-            pre, post = self._prompt_ids[task]
-            ans = self.answer_ids(answers[i]) if answers is not None else []
-            n = int(speech_lengths[i])
-            pre_t = torch.tensor(pre, device=device, dtype=torch.long)
-            tail_t = torch.tensor(post + ans, device=device, dtype=torch.long)
-            vecs = torch.cat([embed(pre_t), speech[i, :n].to(embed.weight.dtype), embed(tail_t)])
-            labels = torch.full((vecs.shape[0],), -100, dtype=torch.long, device=device)
-            if ans:
-                labels[-len(ans) :] = torch.tensor(ans, device=device)
-            rows.append((vecs, labels))
-        length = max(v.shape[0] for v, _ in rows)
-        d = rows[0][0].shape[1]
-        inputs = torch.zeros(len(rows), length, d, device=device, dtype=rows[0][0].dtype)
-        mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
-        labels = torch.full((len(rows), length), -100, dtype=torch.long, device=device)
-        for i, (v, lab) in enumerate(rows):
-            sl = slice(length - v.shape[0], length) if left_pad else slice(0, v.shape[0])
-            inputs[i, sl] = v
-            mask[i, sl] = 1
-            labels[i, sl] = lab
-        return inputs, mask, labels
+        """(inputs_embeds (B, L, D), attention_mask (B, L), labels (B, L)) from what the LLM reads
+        for the speech (B, N, D), lengths (B,) (`PromptLayout.assemble`)."""
+        return self.layout.assemble(
+            self.llm.get_input_embeddings(), speech, speech_lengths, tasks, answers, left_pad
+        )
 
     def forward(
         self,
@@ -430,27 +304,13 @@ class SpeechLLM(PreTrainedModel):
     ) -> list[str]:
         """Greedy answers from what the LLM reads for the speech (B, N, D), lengths (B,)."""
         inputs, mask, _ = self._assemble(speech, lengths, tasks, None, left_pad=True)
-        stop_ids = {self._stop_id}
-        if self.tokenizer.eos_token_id is not None:
-            stop_ids.add(self.tokenizer.eos_token_id)
-        pad_id = (
-            self.tokenizer.pad_token_id
-            if self.tokenizer.pad_token_id is not None
-            else self._stop_id
-        )
         with warnings.catch_warnings():
             # With inputs_embeds the n-gram guard sees only generated tokens: what we want.
             warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*")
-            out = self._generate(inputs, mask, max_new_tokens, sorted(stop_ids), pad_id)
-        texts = []
-        for row in out.tolist():
-            ids = []
-            for t in row:
-                if t in stop_ids:
-                    break
-                ids.append(t)
-            texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
-        return texts
+            out = self._generate(
+                inputs, mask, max_new_tokens, self.layout.stop_ids, self.layout.pad_id
+            )
+        return self.layout.answers(out.tolist())
 
     def _generate(
         self,
@@ -541,34 +401,3 @@ def _add_lora(llm: PreTrainedModel, settings: LoraSettings) -> nn.Module:
         task_type="CAUSAL_LM",
     )
     return get_peft_model(llm, config)
-
-
-def _prompt_templates(tokenizer: PreTrainedTokenizerBase) -> tuple[int, tuple[str, str]]:
-    """(stop token id, (prefix, suffix-with-{instruction})) for this tokenizer.
-
-    With a chat template the user turn is `<speech>\\n{instruction}` and the stop token is the one
-    the template puts after an assistant answer (e.g. `<|im_end|>`); without one, a plain
-    `Speech: ... Instruction: ... Answer:` layout ending with the EOS token.
-    """
-    if getattr(tokenizer, "chat_template", None):
-        marker = "\x00INSTR\x00"
-        user = [{"role": "user", "content": f"{SPEECH_PLACEHOLDER}\n{marker}"}]
-        # A short system turn replaces long default ones (SmolLM2 adds ~20 tokens otherwise);
-        # templates that refuse a system role get none.
-        system = [{"role": "system", "content": SYSTEM_PROMPT}]
-        try:
-            text = tokenizer.apply_chat_template(
-                system + user, add_generation_prompt=True, tokenize=False
-            )
-            user = system + user
-        except Exception:  # jinja raises its own TemplateError types per template
-            text = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
-        prefix, _, suffix = text.partition(SPEECH_PLACEHOLDER)
-        suffix = suffix.replace(marker, "{instruction}")
-        stop = chat_stop_token(tokenizer, user)
-        if stop is not None:
-            return stop, (prefix, suffix)
-    if tokenizer.eos_token_id is None:
-        raise ModelSourceError("the LLM's tokenizer has neither a chat template nor an EOS token")
-    bos = tokenizer.bos_token or ""
-    return tokenizer.eos_token_id, (f"{bos}Speech:", "\nInstruction: {instruction}\nAnswer:\n")
