@@ -164,19 +164,11 @@ class SpeechLLM(PreTrainedModel):
         ids = self.ctc.greedy(speech, lengths, self.llm.get_input_embeddings().weight)
         return [self.tokenizer.decode(i, skip_special_tokens=True).strip() for i in ids]
 
-    def _assemble(
-        self,
-        speech: torch.Tensor,
-        speech_lengths: torch.Tensor,
-        tasks: list[str],
-        answers: list[str] | None,
-        left_pad: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(inputs_embeds (B, L, D), attention_mask (B, L), labels (B, L)) from what the LLM reads
-        for the speech (B, N, D), lengths (B,) (`PromptLayout.assemble`)."""
-        return self.layout.assemble(
-            self.llm.get_input_embeddings(), speech, speech_lengths, tasks, answers, left_pad
-        )
+    def _assemble(self, speech, lengths, tasks, answers, left_pad):  # type: ignore[no-untyped-def]
+        """`PromptLayout.assemble` with this model's embedding table: (inputs_embeds (B, L, D),
+        attention_mask (B, L), labels (B, L)) from speech (B, N, D), lengths (B,)."""
+        embed = self.llm.get_input_embeddings()
+        return self.layout.assemble(embed, speech, lengths, tasks, answers, left_pad)
 
     def forward(
         self,
