@@ -159,7 +159,7 @@ def _outputs(m, frames, lengths):
 
 
 def test_saved_folder_is_a_transformers_folder_loaded_by_from_pretrained(saved):
-    from transformers import AutoConfig, PreTrainedModel
+    from transformers import AutoConfig, AutoModel, PreTrainedModel
 
     from speechllm.model.configuration import SpeechLLMConfig
 
@@ -178,6 +178,10 @@ def test_saved_folder_is_a_transformers_folder_loaded_by_from_pretrained(saved):
     assert answers_again == answers
     mine, theirs = m.trainable_state_dict(), again.trainable_state_dict()
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    auto = AutoModel.from_pretrained(folder)  # transformers' Auto classes know the model type
+    assert type(auto) is SpeechLLM and _outputs(auto, frames, lengths)[1] == answers
+    with pytest.raises(TypeError, match=r"unsupported options \['revision'\]"):
+        SpeechLLM.from_pretrained(folder, revision="v2")  # a local folder has no revisions
 
 
 def _edited(folder, tmp_path, **changes):

@@ -85,6 +85,13 @@ def read_model_config(directory: str | Path) -> SpeechLLMConfig:
             config = SpeechLLMConfig.from_pretrained(directory)
     except (ConfigError, ModelSourceError, TypeError, ValueError) as exc:
         raise ModelSourceError(f"{source}: {exc}") from exc
+    return resolve_inside(config, directory)
+
+
+def resolve_inside(config: SpeechLLMConfig, directory: str | Path) -> SpeechLLMConfig:
+    """`config` with a relative `encoder` / `llm` that names a folder inside the model folder
+    `directory` made absolute (in place; returned for convenience)."""
+    directory = Path(directory)
     for key in ("encoder", "llm"):
         inside = (directory / getattr(config, key)).resolve()
         # Only a folder strictly below the model directory ("llm"; not "." or "../x").

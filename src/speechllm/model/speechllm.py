@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from speechllm.config import LoraSettings, ModelConfig, TextNoiseConfig
 from speechllm.model.adapter import build_adapter
@@ -35,6 +35,7 @@ from speechllm.model.saving import (
     load_trained_state,
     read_model_config,
     read_trained_state,
+    resolve_inside,
     trained_state,
     write_model_dir,
 )
@@ -339,20 +340,30 @@ class SpeechLLM(PreTrainedModel):
 
     @classmethod
     def from_pretrained(  # type: ignore[override]
-        cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        config: SpeechLLMConfig | None = None,
+        **kwargs: Any,
     ) -> SpeechLLM:
         """Rebuild a saved model folder (either format, `saving.py`): the base models its config
-        names, then its trained weights (strictly: every one found, no unknown one); eval mode.
+        (or `config`) names, then its trained weights (strictly: every one found, no unknown one);
+        eval mode. `AutoModel.from_pretrained(folder)` comes here too.
 
         Replaces transformers' loader, which initialises every parameter on the meta device and
         then materialises those absent from the file: here the absent ones are the base models,
         loaded from their own checkpoints."""
-        if args or kwargs:
-            raise TypeError(
-                f"SpeechLLM.from_pretrained takes only a folder, got {list(args) + sorted(kwargs)}"
-            )
+        kwargs.pop("_from_auto", None)
+        # AutoModel passes its options along, unset ones included (None, or adapter_kwargs
+        # {"revision": None}): only one actually set is refused.
+        unsupported = sorted(k for k, v in kwargs.items() if v and v != {"revision": None})
+        if unsupported:
+            raise TypeError(f"SpeechLLM.from_pretrained: unsupported options {unsupported}")
         directory = Path(pretrained_model_name_or_path)
-        model = cls.from_config(read_model_config(directory))
+        config = (
+            read_model_config(directory) if config is None else resolve_inside(config, directory)
+        )
+        model = cls.from_config(config)
         model.load_trained(directory)
         return model.eval()
 
@@ -393,3 +404,7 @@ def _add_lora(llm: PreTrainedModel, settings: LoraSettings) -> nn.Module:
         task_type="CAUSAL_LM",
     )
     return get_peft_model(llm, config)
+
+
+# `AutoModel.from_pretrained(folder)` loads a saved SpeechLLM.
+AutoModel.register(SpeechLLMConfig, SpeechLLM, exist_ok=True)
