@@ -98,3 +98,22 @@ def test_model_checks_are_the_model_configs_own():
         )
     ModelConfig().validate()
     RunConfig().validate()
+
+
+def test_each_stage_starts_from_the_model_of_the_stage_before(tmp_path):
+    config = RunConfig.from_dict(
+        {
+            "train": {"output_dir": str(tmp_path / "run"), "init_from": "/base/model"},
+            "stages": [
+                {"name": "text", "kind": "text"},
+                {"name": "joint", "kind": "joint"},
+                {"name": "again", "kind": "joint", "train": {"init_from": "/elsewhere"}},
+            ],
+        }
+    )
+    runs = [config.for_stage(i) for i in range(3)]
+    assert runs[0].train.init_from == "/base/model"
+    assert runs[1].train.init_from == str(tmp_path / "run/stages/00-text/model")
+    assert runs[2].train.init_from == "/elsewhere"
+    assert runs[1].train.output_dir == str(tmp_path / "run/stages/01-joint")
+    assert not any(run.stages for run in runs)

@@ -130,14 +130,16 @@ class RunConfig:
 
     def for_stage(self, index: int) -> RunConfig:
         """The single-run config of stage `index`: this config with the stage's overrides,
-        without stages, writing to `<output_dir>/stages/<NN>-<name>`."""
+        without stages, writing to `<output_dir>/stages/<NN>-<name>/`, initialised (unless the
+        stage sets `init_from`) from the model of the stage before; the first stage from
+        `train.init_from`."""
         stage = self.stages[index]
         where = f"stages[{index}] ({stage.name})"
         train = {**dataclasses.asdict(self.train), **stage.train}
         data = {**dataclasses.asdict(self.data), **stage.data}
-        train["output_dir"] = str(
-            Path(self.train.output_dir) / "stages" / stage_folder(index, stage.name)
-        )
+        train["output_dir"] = str(self.stage_dir(index))
+        if index > 0 and "init_from" not in stage.train:
+            train["init_from"] = str(self.stage_dir(index - 1) / "model")
         config = RunConfig(
             model=self.model,
             data=build(DataConfig, data, f"{where}.data"),
@@ -148,6 +150,10 @@ class RunConfig:
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
         return config
+
+    def stage_dir(self, index: int) -> Path:
+        """The run folder of stage `index`: `<output_dir>/stages/<NN>-<name>`."""
+        return Path(self.train.output_dir) / "stages" / stage_folder(index, self.stages[index].name)
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] | None = None) -> RunConfig:

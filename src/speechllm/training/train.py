@@ -64,12 +64,9 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     config.validate()
     if not config.stages:
         return _run(config, "joint", None, resume, console)
-    previous = config.train.init_from
     final = None
     for i, stage in enumerate(config.stages):
-        run = config.for_stage(i)
-        if previous and "init_from" not in stage.train:
-            run.train.init_from = previous
+        run = config.for_stage(i)  # initialised from the stage before
         done = Path(run.train.output_dir) / "model" / "train_summary.json"
         if resume and done.is_file():
             console.print(f"[bold]stage {i} ({stage.name})[/]: finished earlier, skipped")
@@ -83,7 +80,6 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
                 console,
             )
         final = Path(run.train.output_dir) / "model"
-        previous = str(final)
     out = Path(config.train.output_dir) / "model"
     from accelerate import PartialState
 
