@@ -126,8 +126,9 @@ class TrainConfig:
     )
     """Sentiment / entity-tag classifier loss on the pooled adapter output."""
     init_from: str | None = None
-    """A run directory whose trained weights (adapter, LoRA, classifier heads where both models
-    have them) initialise this run (fine-tuning)."""
+    """A run directory, model folder or shipped model's name (`--model` names) whose trained
+    weights (adapter, LoRA, classifier heads where both models have them) initialise this run
+    (fine-tuning)."""
     feature_cache: str | None = None
     """Folder of cached encoder outputs; default `$SPEECHLLM_CACHE/features`."""
     text_noise: TextNoiseConfig = field(default_factory=TextNoiseConfig)

@@ -28,6 +28,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from speechllm.config import RunConfig
 from speechllm.data.features import FeatureCache
 from speechllm.data.sampler import TaskMixSampler, examples_for
+from speechllm.hub.shipped import resolve_model
 from speechllm.inference.evaluate import evaluate
 from speechllm.model.saving import write_model_dir
 from speechllm.model.speechllm import SpeechLLM
@@ -129,12 +130,8 @@ def _run(
 
     model = SpeechLLM.from_config(config.model)
     if tc.init_from:
-        model.load_trained(
-            Path(tc.init_from) / "model"
-            if (Path(tc.init_from) / "model").is_dir()
-            else tc.init_from,
-            strict=False,
-        )
+        # What both models have: a stage's new heads or LoRA start fresh.
+        model.load_trained(resolve_model(tc.init_from), strict=False)
     train_utts = load_utterances(dc.train, dc.max_seconds, require_audio=kind != "text")
     eval_utts = load_utterances(dc.eval, dc.max_seconds)[: dc.max_eval_utterances]
     examples = examples_for(train_utts, dc.tasks)
