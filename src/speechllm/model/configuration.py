@@ -112,7 +112,7 @@ class SpeechLLMConfig(PreTrainedConfig):
             if value is not None and not isinstance(value, kind):
                 raise ConfigError(f"{key}: expected {kind.__name__} or null, got {value!r}")
         # One checker for every model config: the typed builder and ModelConfig's own checks.
-        model = build(ModelConfig, {k: _plain(getattr(self, k)) for k in MODEL_FIELDS}, "model")
+        model = self.model_config()
         model.validate()
         for key in MODEL_FIELDS:
             setattr(self, key, getattr(model, key))
