@@ -1,15 +1,13 @@
 """SpeechLLM: frozen Whisper encoder -> trainable adapter -> causal LLM (frozen or LoRA).
 
-The LLM reads each example's speech inside its task's prompt (`llm_inputs.py`). The loss is the LM loss on the answer tokens only, plus (in training, optional) a CTC loss on the
-adapter output over the LLM's vocabulary that aligns speech vectors with token embeddings
-(`ctc.py`) and a sentiment / entity-tag classification loss on the pooled adapter output
-(`regularizer.py`, only in models built with `classifier_heads.enabled`). With
-`speech_input: ctc` the speech embeddings are the CTC-compressed soft tokens (B, N, D) instead of
-the adapter's vectors (B, T', D).
+The LLM reads each example's speech inside its task's prompt (`llm_inputs.py`): the adapter's
+vectors (B, T', D), or with `speech_input: ctc` the CTC-compressed soft tokens (B, N, D), or with
+`whisper` Whisper's transcript as token embeddings. The loss is the LM loss on the answer tokens,
+plus in training an optional CTC loss aligning speech vectors with token embeddings (`ctc.py`)
+and a sentiment / entity-tag loss on the pooled adapter output (`regularizer.py`).
 
-`SpeechLLM` is a transformers `PreTrainedModel` configured by a `SpeechLLMConfig`:
-`save_pretrained` writes a transformers folder (config.json naming the base models,
-model.safetensors with only what was trained: adapter, CTC head, LoRA, small heads) and
+A transformers `PreTrainedModel` configured by a `SpeechLLMConfig`: `save_pretrained` writes
+config.json (naming the base models) and model.safetensors (only what trained), and
 `from_pretrained` rebuilds the bases and restores identical logits (`saving.py`).
 """
 
@@ -367,14 +365,9 @@ class SpeechLLM(PreTrainedModel):
         model.load_trained(directory)
         return model.eval()
 
-    def save(self, directory: str | Path) -> Path:
-        """`save_pretrained`."""
-        return self.save_pretrained(directory)
-
-    @classmethod
-    def load(cls, directory: str | Path) -> SpeechLLM:
-        """`from_pretrained`."""
-        return cls.from_pretrained(directory)
+    # The names the CLI, the server and the tests use.
+    save = save_pretrained
+    load = from_pretrained
 
     def load_trained(self, directory: str | Path, strict: bool = True) -> None:
         """Load the trained weights of a saved model folder into this model (`strict`: see
