@@ -40,10 +40,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from speechllm.config import TrainConfig
 from speechllm.data.audio import load_audio
-from speechllm.data.features import FeatureCache
-from speechllm.data.sampler import Example, TaskMixSampler, examples_for
 from speechllm.model.speechllm import Batch, SpeechLLM
 from speechllm.training.batches import make_batch
+from speechllm.training.features import FeatureCache
+from speechllm.training.sampler import Example, TaskMixSampler, examples_for
 
 TASKS = ["asr", "ner"]  # the SLUE clips have transcripts and entities, no sentiment
 

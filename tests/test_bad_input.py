@@ -289,9 +289,9 @@ def test_src_never_unpickles_untrusted_files():
 def test_evaluation_and_training_paths_name_a_clip_over_30_s(model, tmp_path):
     # evaluate/experiment encode through encode_files, train through FeatureCache: both read
     # files without a length limit, so the encoder's own 30 s check must name the file.
-    from speechllm.data.features import FeatureCache
     from speechllm.errors import AudioError
     from speechllm.inference.decode import encode_files
+    from speechllm.training.features import FeatureCache
 
     good, long = tmp_path / "good.wav", tmp_path / "long.wav"
     good.write_bytes(wav_bytes(tone()))

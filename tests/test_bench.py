@@ -1,4 +1,4 @@
-"""`speechllm bench build` (data/bench/) and the cheap-label twin (cheap_labels.py).
+"""`speechllm bench build` (bench/) and the cheap-label twin (data/cheap_labels.py).
 
 Fast tests use a fake voice (no TTS) or only the selection logic; the e2e test speaks a tiny bench
 with the real piper voice and labels it with the real spaCy model and VADER.
@@ -18,14 +18,16 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from speechllm import cli
+from speechllm.bench import report as bench_report
+from speechllm.bench import spec as bench_spec
+from speechllm.bench.build import build_bench
+from speechllm.bench.spec import BenchSpec, even_split, stratified_sample
+from speechllm.data import cheap_labels
 from speechllm.data.audio import WHISPER_WINDOW_SECONDS
-from speechllm.data.bench import spec as bench_spec
-from speechllm.data.bench.build import build_bench
-from speechllm.data.bench.spec import BenchSpec, even_split, sa_reference, stratified_sample
-from speechllm.data.importers.slue import import_slue_voxpopuli
+from speechllm.data.importers.slue import SLUE_DEV, import_slue_voxpopuli
+from speechllm.data.importers.vader import SA_MAX_WORDS, sa_reference
 from speechllm.data.manifest import Utterance, read_manifest
 from speechllm.errors import AudioError, ConfigError, ModelSourceError
-from speechllm.evaluation import cheap_labels
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
 from tiny import require
 
@@ -83,7 +85,7 @@ def test_sa_reference_keeps_speakable_snippets_in_slue_style():
         "so lucky :)",
         "I LOVE this phone so much",  # a shouted word may be spelt out
         "great movie",  # too short
-        " ".join(["word"] * (bench_spec.SA_MAX_WORDS + 1)),  # too long
+        " ".join(["word"] * (SA_MAX_WORDS + 1)),  # too long
         "café au lait is great",  # non-ASCII letter
     ],
 )
@@ -174,7 +176,7 @@ def test_build_writes_the_layout_and_resumes(shared, tmp_path):
     ner = read_manifest(out / "ner.jsonl", require_audio=True)
     sa = read_manifest(out / "sa.jsonl", require_audio=True)
     asr = read_manifest(out / "asr.jsonl", require_audio=True)
-    dev = import_slue_voxpopuli(shared / bench_spec.SLUE_DEV)
+    dev = import_slue_voxpopuli(shared / SLUE_DEV)
     # NER: the first dev rows in order, with their gold entities.
     assert [(u.id, u.entities) for u in ner] == [(u.id, u.entities) for u in dev[:5]]
     # SA: 2 per class, lower-case transcripts; piper was given the snippets as written.
@@ -335,12 +337,12 @@ def test_ontonotes_spans_map_to_slue_tags():
 def test_agreement_uses_the_slue_scorers():
     gold = [[("ORG", "european commission")], [("PLACE", "brussels"), ("WHEN", "monday")]]
     cheap = [[("ORG", "european commission")], [("PLACE", "brussels"), ("ORG", "monday")]]
-    ner = cheap_labels.ner_agreement(gold, cheap)
+    ner = bench_report.ner_agreement(gold, cheap)
     assert ner["n"] == 2 and ner["n_gold"] == 3 and ner["n_pred"] == 3
     assert ner["f1"] == pytest.approx(66.67)
     assert ner["label_f1"] == pytest.approx(66.67)
     assert ner["per_tag_f1"]["PLACE"] == 100.0
-    sa = cheap_labels.sa_agreement(
+    sa = bench_report.sa_agreement(
         ["Positive", "Negative", "Neutral"], ["Positive", "Neutral", "Neutral"]
     )
     assert sa["accuracy"] == pytest.approx(66.67)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from speechllm.config import AdapterConfig, LoraSettings, ModelConfig
-from speechllm.data.sampler import collate_frames
+from speechllm.model.batch import collate_frames
 from speechllm.model.encoder import load_speech_encoder
 from speechllm.model.speechllm import Batch, SpeechLLM
 

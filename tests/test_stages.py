@@ -13,11 +13,11 @@ import torch
 from clips import noise
 from speechllm.config import LoraSettings, RunConfig, SpecAugmentConfig, TextNoiseConfig
 from speechllm.data.manifest import Utterance, write_manifest
-from speechllm.data.sampler import examples_for, spec_augment
 from speechllm.errors import ConfigError
 from speechllm.model.answers import parse_answers
 from speechllm.model.prompts import ALL_SEPARATOR, parse_all, target_text
 from speechllm.model.speechllm import SpeechLLM
+from speechllm.training.sampler import examples_for, spec_augment
 from speechllm.training.train import train
 from tiny import save_tiny_whisper_asr, tiny_asr_model
 

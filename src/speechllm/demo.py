@@ -37,8 +37,8 @@ def demo_settings() -> dict[str, Any]:
 
 def run_demo(workdir: Path, show: int | None = None) -> dict[str, Any]:
     """Run the demo in `workdir`; returns (and writes to demo_summary.json) its figures."""
-    from speechllm.data.bench.build import build_bench
-    from speechllm.data.bench.spec import BenchSpec
+    from speechllm.bench.build import build_bench
+    from speechllm.bench.spec import BenchSpec
     from speechllm.data.importers.librispeech import import_librispeech
     from speechllm.evaluation.cascade import load_cascade, run_cascade
     from speechllm.evaluation.metrics import compute_metrics

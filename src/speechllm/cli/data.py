@@ -183,8 +183,8 @@ def bench_build(
     """Build (or resume) the offline benchmark: ner.jsonl, sa.jsonl, asr.jsonl, WAVs, bench.json."""
     import time
 
-    from speechllm.data.bench.build import build_bench
-    from speechllm.data.bench.spec import BenchSpec
+    from speechllm.bench.build import build_bench
+    from speechllm.bench.spec import BenchSpec
 
     start = time.monotonic()
     try:

@@ -4,7 +4,7 @@
 - `slue-train.jsonl`: the SLUE-VoxPopuli fine-tune sentences of at most `MAX_WORDS` words
   (4,9xx of the 5,000; normalised text, gold entities);
 - `vader-train.jsonl`: the VADER-rated snippets that are not reserved for evaluation
-  (`test-ids.tsv`) and that a speaker can say as written (`bench.sa_reference`: the transcript is
+  (`test-ids.tsv`) and that a speaker can say as written (`importers.vader.sa_reference`: the transcript is
   the snippet in SLUE's normalised style), with their gold 3-class sentiment;
 - `joint-text.jsonl`: a seeded sample of `joint` rows of each of the two, to be spoken by
   `speechllm data synth` for the short end-to-end (`kind: joint`) stage;
@@ -32,9 +32,6 @@ from typing import Any
 
 from speechllm.data.manifest import write_manifest
 
-SLUE_TRAIN = Path("data/slue-voxpopuli/slue-voxpopuli_fine-tune.tsv")
-VADER_DIR = Path("data/vader-ratings")
-
 MAX_WORDS = 60
 """Longer SLUE sentences (about 2% of them, up to 166 words) are left out: a batch is padded to
 its longest example, and one such sentence makes a text step several times slower. The bench's
@@ -49,10 +46,9 @@ def build_text_corpus(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Write the text corpus into `out` (see the module docstring); returns its summary."""
-    from speechllm.data.bench.spec import sa_reference
     from speechllm.data.importers.files import shared_dir
-    from speechllm.data.importers.slue import import_slue_voxpopuli
-    from speechllm.data.importers.vader import import_vader
+    from speechllm.data.importers.slue import SLUE_TRAIN, import_slue_voxpopuli
+    from speechllm.data.importers.vader import VADER_DIR, import_vader, sa_reference
 
     shared = shared if shared is not None else shared_dir()
     out = Path(out)
@@ -75,7 +71,7 @@ def build_text_corpus(
         },
     }
     if synthetic:
-        from speechllm.evaluation.cheap_labels import SpacyTagger, VaderScorer, package_versions
+        from speechllm.data.cheap_labels import SpacyTagger, VaderScorer, package_versions
 
         scorer = VaderScorer()
         slue = [
@@ -131,9 +127,8 @@ def _counts(values: Any) -> dict[str, int]:
 def reserved_ids(shared: Path) -> set[str]:
     """Ids of every utterance reserved for evaluation: SLUE-VoxPopuli dev and the VADER snippets
     of test-ids.tsv (for tests that training data holds none of them)."""
-    from speechllm.data.bench.spec import SLUE_DEV
-    from speechllm.data.importers.slue import import_slue_voxpopuli
-    from speechllm.data.importers.vader import vader_reserved_ids
+    from speechllm.data.importers.slue import SLUE_DEV, import_slue_voxpopuli
+    from speechllm.data.importers.vader import VADER_DIR, vader_reserved_ids
 
     ids = {u.id for u in import_slue_voxpopuli(shared / SLUE_DEV)}
     return ids | (vader_reserved_ids(shared / VADER_DIR) or set())

@@ -84,7 +84,7 @@ class PiperVoice:
 
     def prepare(self, text: str, length_scale: float, noise_scale: float, noise_w: float) -> None:
         """Called before each clip is spoken, with its text and settings: nothing here; a voice
-        that seeds its noise per clip does it here (`data.bench.build.SeededPiperVoice`)."""
+        that seeds its noise per clip does it here (`bench.build.SeededPiperVoice`)."""
 
     def synthesize(
         self,

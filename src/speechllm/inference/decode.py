@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from speechllm.config import DECODE_BATCH
-from speechllm.data.sampler import collate_frames
 from speechllm.model.answers import Prediction, parse_answers
+from speechllm.model.batch import collate_frames
 from speechllm.model.encoder import SpeechEncoder
 from speechllm.model.speechllm import SpeechLLM
 

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from speechllm.data.manifest import Utterance
-from speechllm.data.sampler import collate_frames
 from speechllm.evaluation.slue import sentiment_macro_f1, wer
+from speechllm.model.batch import collate_frames
 from speechllm.model.regularizer import predicted_sentiment, predicted_tags
 from speechllm.model.speechllm import SpeechLLM
 

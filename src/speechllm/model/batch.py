@@ -1,4 +1,5 @@
-"""`Batch`: the inputs of `SpeechLLM.forward` for a list of examples."""
+"""`Batch`: the inputs of `SpeechLLM.forward` for a list of examples, and `collate_frames`, which
+pads encoder frames into its `frames` tensor."""
 
 from __future__ import annotations
 
@@ -27,3 +28,12 @@ class Batch:
     sentiments: list[str | None] | None = None
     entity_tags: list[list[str] | None] | None = None
     speech_texts: list[str] | None = None
+
+
+def collate_frames(frames: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """List of (T_i, C) -> zero-padded (B, T, C) and lengths (B,)."""
+    lengths = torch.tensor([f.shape[0] for f in frames])
+    out = torch.zeros(len(frames), int(lengths.max()), frames[0].shape[1])
+    for i, f in enumerate(frames):
+        out[i, : f.shape[0]] = f
+    return out, lengths

@@ -13,10 +13,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from speechllm.config import SpecAugmentConfig
-from speechllm.data.features import FeatureCache
 from speechllm.data.manifest import Utterance, read_manifest
-from speechllm.data.sampler import Example, collate_frames, spec_augment
+from speechllm.model.batch import collate_frames
 from speechllm.model.speechllm import Batch, SpeechLLM
+from speechllm.training.features import FeatureCache
+from speechllm.training.sampler import Example, spec_augment
 
 
 def load_utterances(

@@ -26,8 +26,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from speechllm.config import RunConfig
-from speechllm.data.features import FeatureCache
-from speechllm.data.sampler import TaskMixSampler, examples_for
 from speechllm.hub.shipped import resolve_model
 from speechllm.inference.evaluate import evaluate
 from speechllm.model.saving import write_model_dir
@@ -39,6 +37,8 @@ from speechllm.training.checkpoints import (
     load_checkpoint,
     save_checkpoint,
 )
+from speechllm.training.features import FeatureCache
+from speechllm.training.sampler import TaskMixSampler, examples_for
 
 
 def lr_lambda(config: RunConfig):

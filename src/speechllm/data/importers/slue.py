@@ -16,6 +16,10 @@ from speechllm.labels import ONTONOTES_TO_SLUE, SENTIMENTS
 SLUE_SPLITS: dict[str, str] = {"fine-tune": "train", "dev": "dev", "test": "test"}
 """SLUE's split names -> ours (other names are kept as they are)."""
 
+SLUE_DEV = Path("data/slue-voxpopuli/slue-voxpopuli_dev.tsv")
+SLUE_TRAIN = Path("data/slue-voxpopuli/slue-voxpopuli_fine-tune.tsv")
+"""SLUE-VoxPopuli's dev (reserved for evaluation) and fine-tune splits, relative to ../shared."""
+
 _SLUE_COLUMNS = ("id", "normalized_text")
 
 

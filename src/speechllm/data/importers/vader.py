@@ -1,11 +1,13 @@
 """VADER importer: the VADER human sentiment ratings -> text-only utterances with a 3-class
-sentiment (to be spoken by TTS), and the ids reserved for evaluation."""
+sentiment (to be spoken by TTS), the ids reserved for evaluation, and which snippets a speaker
+can say as written (`sa_reference`: the snippet -> its transcript in SLUE's style)."""
 
 from __future__ import annotations
 
 import html
 import math
 import os
+import re
 from pathlib import Path
 
 from speechllm.data.importers.files import id_problem
@@ -30,6 +32,9 @@ Negative at <= -1.0, Neutral within +-0.5; ratings in between are left out, the 
 out rows its annotators disagree on."""
 
 VADER_RATING_RANGE = (-4.0, 4.0)
+
+VADER_DIR = Path("data/vader-ratings")
+"""The rating files, relative to the shared data folder (../shared)."""
 
 VADER_TEST_IDS = "test-ids.tsv"
 """Beside the rating files: the snippets reserved for evaluation (columns `corpus`, `id`)."""
@@ -162,3 +167,32 @@ def _unescape(text: str, rounds: int = 3) -> str:
             break
         text = decoded
     return text
+
+
+SA_MIN_WORDS = 3
+SA_MAX_WORDS = 30
+"""Eligible VADER snippets have this many words: a rating needs some text, and 30 words is
+about 12 s of speech, which keeps the SA set's decoding time close to the NER set's."""
+
+# Characters a snippet may hold to be eligible: its spoken form must be its transcript. Digits,
+# symbols (&, /, @, #, $), brackets and emoticons are said in ways a transcript cannot predict.
+_SPEAKABLE = re.compile(r"[A-Za-z'’‘\"“” ,.!?;:-]+")
+_SHOUTED = re.compile(r"[A-Z]{2,}")  # "USA", "LOVE": piper may spell them out letter by letter
+WORD_PATTERN = re.compile(r"[a-z]+(?:'[a-z]+)*")
+
+
+def sa_reference(snippet: str) -> str | None:
+    """The transcript of a VADER snippet as the bench stores it, or None if it is not eligible.
+
+    Eligible: only letters, apostrophes, quotes, spaces and `,.!?;:-`, no run of two capitals,
+    SA_MIN_WORDS..SA_MAX_WORDS words. The transcript is in SLUE's normalized style without its
+    punctuation: lower case, words of letters with inner apostrophes ("don't"), single spaces;
+    quotes and trailing apostrophes are dropped, hyphens split words.
+    """
+    if not _SPEAKABLE.fullmatch(snippet) or _SHOUTED.search(snippet):
+        return None
+    text = snippet.replace("’", "'").replace("‘", "'").lower()
+    words = WORD_PATTERN.findall(text)
+    if not SA_MIN_WORDS <= len(words) <= SA_MAX_WORDS:
+        return None
+    return " ".join(words)

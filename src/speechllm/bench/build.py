@@ -12,20 +12,19 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from speechllm.data.audio import WHISPER_WINDOW_SECONDS
-from speechllm.data.bench.report import bench_info, readme, write_cheap_labels
-from speechllm.data.bench.spec import (
+from speechllm.bench.report import bench_info, readme, write_cheap_labels
+from speechllm.bench.spec import (
     DEFAULT_SEED,
     FORMAT,
     LIBRISPEECH_DIR,
-    SLUE_DEV,
-    VADER_DIR,
     VOICE_PACKAGE,
     BenchSpec,
     ner_selection,
-    sa_reference,
     stratified_sample,
 )
+from speechllm.data.audio import WHISPER_WINDOW_SECONDS
+from speechllm.data.importers.slue import SLUE_DEV
+from speechllm.data.importers.vader import VADER_DIR, sa_reference
 from speechllm.data.manifest import Utterance, write_manifest
 from speechllm.data.tts import PiperVoice, synthesize_manifest
 from speechllm.errors import AudioError, ConfigError
@@ -167,7 +166,7 @@ def build_bench(
     out = shown.absolute()
     shared = shared if shared is not None else shared_dir()
     if cheap_labels:
-        from speechllm.evaluation.cheap_labels import check_installed
+        from speechllm.data.cheap_labels import check_installed
 
         check_installed()
     dev = import_slue_voxpopuli(shared / SLUE_DEV)

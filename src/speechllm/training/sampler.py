@@ -1,4 +1,5 @@
-"""Training examples from manifests, and the deterministic task-mixing batch sampler."""
+"""Training examples from manifests (`Example`: an utterance, a task and its target answer), the
+deterministic task-mixing batch sampler and SpecAugment on encoder frames."""
 
 from __future__ import annotations
 
@@ -95,15 +96,6 @@ class TaskMixSampler:
             epoch, idx = divmod(pos, len(pool))
             out.append(pool[self._order(task, epoch)[idx]])
         return out
-
-
-def collate_frames(frames: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """List of (T_i, C) -> zero-padded (B, T, C) and lengths (B,)."""
-    lengths = torch.tensor([f.shape[0] for f in frames])
-    out = torch.zeros(len(frames), int(lengths.max()), frames[0].shape[1])
-    for i, f in enumerate(frames):
-        out[i, : f.shape[0]] = f
-    return out, lengths
 
 
 def spec_augment(

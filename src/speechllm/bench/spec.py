@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -30,14 +29,6 @@ fast: about 9 minutes (7 with `--tasks ner` / `--tasks sa`, which skip repeating
 NER_MAX_WORDS = 60
 """Longer SLUE sentences are skipped: spoken slowly they can pass Whisper's 30 s window."""
 
-SA_MIN_WORDS = 3
-SA_MAX_WORDS = 30
-"""Eligible VADER snippets have this many words: a rating needs some text, and 30 words is
-about 12 s of speech, which keeps the SA set's decoding time close to the NER set's."""
-
-
-SLUE_DEV = Path("data/slue-voxpopuli/slue-voxpopuli_dev.tsv")
-VADER_DIR = Path("data/vader-ratings")
 LIBRISPEECH_DIR = Path("data/librispeech-sample")
 """Sources, relative to the shared data folder (../shared)."""
 
@@ -71,30 +62,6 @@ def ner_selection(utts: Sequence[Utterance], n: int) -> tuple[list[Utterance], l
             f"{NER_MAX_WORDS} words"
         )
     return chosen, skipped
-
-
-# Characters a snippet may hold to be eligible: its spoken form must be its transcript. Digits,
-# symbols (&, /, @, #, $), brackets and emoticons are said in ways a transcript cannot predict.
-_SPEAKABLE = re.compile(r"[A-Za-z'’‘\"“” ,.!?;:-]+")
-_SHOUTED = re.compile(r"[A-Z]{2,}")  # "USA", "LOVE": piper may spell them out letter by letter
-WORD_PATTERN = re.compile(r"[a-z]+(?:'[a-z]+)*")
-
-
-def sa_reference(snippet: str) -> str | None:
-    """The transcript of a VADER snippet as the bench stores it, or None if it is not eligible.
-
-    Eligible: only letters, apostrophes, quotes, spaces and `,.!?;:-`, no run of two capitals,
-    SA_MIN_WORDS..SA_MAX_WORDS words. The transcript is in SLUE's normalized style without its
-    punctuation: lower case, words of letters with inner apostrophes ("don't"), single spaces;
-    quotes and trailing apostrophes are dropped, hyphens split words.
-    """
-    if not _SPEAKABLE.fullmatch(snippet) or _SHOUTED.search(snippet):
-        return None
-    text = snippet.replace("’", "'").replace("‘", "'").lower()
-    words = WORD_PATTERN.findall(text)
-    if not SA_MIN_WORDS <= len(words) <= SA_MAX_WORDS:
-        return None
-    return " ".join(words)
 
 
 def vader_corpus(utt_id: str) -> str:

@@ -13,21 +13,19 @@ from typing import Any
 
 from rich.console import Console
 
-from speechllm.data.bench.spec import (
+from speechllm.bench.spec import (
     FORMAT,
     LIBRISPEECH_DIR,
     NER_MAX_WORDS,
-    SA_MAX_WORDS,
-    SA_MIN_WORDS,
-    SLUE_DEV,
-    VADER_DIR,
     VOICE_PACKAGE,
-    WORD_PATTERN,
     BenchSpec,
     vader_corpus,
 )
+from speechllm.data.importers.slue import SLUE_DEV
+from speechllm.data.importers.vader import SA_MAX_WORDS, SA_MIN_WORDS, VADER_DIR, WORD_PATTERN
 from speechllm.data.manifest import Utterance, write_manifest
 from speechllm.data.tts import LENGTH_SCALE_RANGE, NOISE_SCALE_RANGE, NOISE_W_RANGE
+from speechllm.evaluation.slue import ner_scores, sentiment_macro_f1
 from speechllm.hub.cache import file_sha256
 from speechllm.labels import SENTIMENTS
 
@@ -133,7 +131,7 @@ def write_cheap_labels(
     shared: Path,
 ) -> dict[str, Any]:
     """ner_cheap.jsonl, sa_cheap.jsonl and cheap_labels.json (agreement with gold)."""
-    from speechllm.evaluation import cheap_labels as cl
+    from speechllm.data import cheap_labels as cl
 
     console.print("cheap labels: spaCy entities, VADER sentiment")
     tagger, scorer = cl.SpacyTagger(), cl.VaderScorer()
@@ -168,11 +166,11 @@ def write_cheap_labels(
         gold = [u.sentiment or "" for u in rated]
         full = {
             "inputs": key,
-            "slue_voxpopuli_dev_ner": cl.ner_agreement([u.entities or [] for u in dev], dev_cheap),
-            "vader_sa_original_text": cl.sa_agreement(
+            "slue_voxpopuli_dev_ner": ner_agreement([u.entities or [] for u in dev], dev_cheap),
+            "vader_sa_original_text": sa_agreement(
                 gold, scorer.sentiments([u.text for u in rated])
             ),
-            "vader_sa_normalised_text": cl.sa_agreement(gold, scorer.sentiments(normalised)),
+            "vader_sa_normalised_text": sa_agreement(gold, scorer.sentiments(normalised)),
         }
     result = {
         "method": {
@@ -188,10 +186,10 @@ def write_cheap_labels(
             "scoring": "speechllm.evaluation.slue: NER micro F1 and label F1, sentiment macro F1 (x100)",
         },
         "bench": {
-            "ner": cl.ner_agreement(
+            "ner": ner_agreement(
                 [u.entities or [] for u in ner], [u.entities or [] for u in ner_cheap]
             ),
-            "sa": cl.sa_agreement(
+            "sa": sa_agreement(
                 [u.sentiment or "" for u in sa], [u.sentiment or "" for u in sa_cheap]
             ),
         },
@@ -292,3 +290,36 @@ def readme(out: Path, spec: BenchSpec, info: dict[str, Any], cheap: dict[str, An
         "",
     ]
     return "\n".join(lines)
+
+
+def ner_agreement(
+    gold: Sequence[Sequence[tuple[str, str]]], cheap: Sequence[Sequence[tuple[str, str]]]
+) -> dict[str, Any]:
+    """Cheap entities scored against gold with SLUE's NER scorer (x100; see `slue.ner_scores`)."""
+    s = ner_scores(gold, cheap)
+    return {
+        "n": len(gold),
+        "f1": round(s["f1"], 2),
+        "precision": round(s["precision"], 2),
+        "recall": round(s["recall"], 2),
+        "label_f1": round(s["label_f1"], 2),
+        "n_gold": s["n_gold"],
+        "n_pred": s["n_pred"],
+        "per_tag_f1": {t: round(v["f1"], 2) for t, v in s["per_tag"].items()},
+    }
+
+
+def sa_agreement(gold: Sequence[str], cheap: Sequence[str]) -> dict[str, Any]:
+    """Cheap sentiment scored against gold: SLUE's macro F1 (x100), accuracy, confusion counts."""
+    if len(gold) != len(cheap):
+        raise ValueError(f"{len(gold)} gold but {len(cheap)} cheap labels")
+    confusion = {g: {p: 0 for p in SENTIMENTS} for g in SENTIMENTS}
+    for g, p in zip(gold, cheap, strict=True):
+        confusion[g][p] += 1
+    hits = sum(g == p for g, p in zip(gold, cheap, strict=True))
+    return {
+        "n": len(gold),
+        "macro_f1": round(sentiment_macro_f1(gold, cheap), 2),
+        "accuracy": round(100.0 * hits / len(gold), 2) if gold else 0.0,
+        "confusion_gold_by_cheap": confusion,
+    }

@@ -12,8 +12,8 @@
   the compound's range, the ratings' ±1.0 would be ±0.25: macro F1 56.3 on all rated snippets,
   against 57.9 with ±0.05.)
 
-`agreement` scores cheap against gold labels with `slue.py`'s scorers, so the figures are the ones
-a model trained on the cheap labels could at best reach against gold.
+Their agreement with gold labels (SLUE's scorers) is the bench's to measure:
+`bench.report.ner_agreement` / `sa_agreement`.
 
 Needs the `labels` extra: pip install 'speechllm[labels]'.
 """
@@ -27,8 +27,7 @@ from typing import Any
 
 from speechllm.data.manifest import Utterance
 from speechllm.errors import ModelSourceError
-from speechllm.evaluation.slue import ner_scores, sentiment_macro_f1
-from speechllm.labels import ONTONOTES_TO_SLUE, SENTIMENTS
+from speechllm.labels import ONTONOTES_TO_SLUE
 
 INSTALL_HINT = "pip install 'speechllm[labels]'"
 
@@ -156,36 +155,3 @@ def with_cheap_sentiment(utts: Sequence[Utterance], scorer: VaderScorer) -> list
     """The same rows with `sentiment` replaced by VADER's (from each row's `text`)."""
     labels = scorer.sentiments([u.text for u in utts])
     return [dataclasses.replace(u, sentiment=s) for u, s in zip(utts, labels, strict=True)]
-
-
-def ner_agreement(
-    gold: Sequence[Sequence[tuple[str, str]]], cheap: Sequence[Sequence[tuple[str, str]]]
-) -> dict[str, Any]:
-    """Cheap entities scored against gold with SLUE's NER scorer (x100; see `slue.ner_scores`)."""
-    s = ner_scores(gold, cheap)
-    return {
-        "n": len(gold),
-        "f1": round(s["f1"], 2),
-        "precision": round(s["precision"], 2),
-        "recall": round(s["recall"], 2),
-        "label_f1": round(s["label_f1"], 2),
-        "n_gold": s["n_gold"],
-        "n_pred": s["n_pred"],
-        "per_tag_f1": {t: round(v["f1"], 2) for t, v in s["per_tag"].items()},
-    }
-
-
-def sa_agreement(gold: Sequence[str], cheap: Sequence[str]) -> dict[str, Any]:
-    """Cheap sentiment scored against gold: SLUE's macro F1 (x100), accuracy, confusion counts."""
-    if len(gold) != len(cheap):
-        raise ValueError(f"{len(gold)} gold but {len(cheap)} cheap labels")
-    confusion = {g: {p: 0 for p in SENTIMENTS} for g in SENTIMENTS}
-    for g, p in zip(gold, cheap, strict=True):
-        confusion[g][p] += 1
-    hits = sum(g == p for g, p in zip(gold, cheap, strict=True))
-    return {
-        "n": len(gold),
-        "macro_f1": round(sentiment_macro_f1(gold, cheap), 2),
-        "accuracy": round(100.0 * hits / len(gold), 2) if gold else 0.0,
-        "confusion_gold_by_cheap": confusion,
-    }
