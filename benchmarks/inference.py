@@ -11,6 +11,9 @@
       for the transcript, normalised as SLUE writes text, then the model's base LLM (frozen, no
       adapter or LoRA) labels it for NER and sentiment with `speechllm.annotate.annotator` (few-shot) or,
       with --text-stage zero-shot, with this file's own prompts;
+    - with --compare-runtime, e2e_all again with the model's Whisper parts in the other runtime
+      (`--runtime`, default ctranslate2: CTranslate2 in short windows; torch: transformers in
+      30 s windows, as training saw them);
     - with --int8, e2e_all and e2e_asr_ner_sa again on `speechllm.model.quantize.quantize_llm(model)`
       (LoRA merged, int8 LLM weights in the decoding steps, the prompt in float; Whisper
       untouched): speed-up over fp32, answers identical to fp32's, and the scores of both.
@@ -52,6 +55,7 @@ from speechllm.data.manifest import Utterance, read_manifest
 from speechllm.data.normalize import normalize_transcript
 from speechllm.evaluation.metrics import compute_metrics
 from speechllm.inference.decode import answer, encode_clips
+from speechllm.inference.runtime import DEFAULT_RUNTIME, RUNTIMES, load_for_inference
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
 from speechllm.model.answers import Prediction, parse_answers
 from speechllm.model.prompts import parse_tasks
@@ -99,6 +103,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="(a) also with int8 LLM weights (speechllm.model.quantize)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch and CTranslate2 threads")
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=DEFAULT_RUNTIME,
+        help="where the model's Whisper parts run (speechllm.inference.runtime)",
+    )
+    p.add_argument(
+        "--compare-runtime",
+        action="store_true",
+        help="also e2e_all in the other runtime (a second copy of the model)",
+    )
     p.add_argument(
         "--batch-size", type=int, default=DECODE_BATCH, help="(a): rows decoded together"
     )
@@ -355,7 +370,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         clips = bench_clips(args.clips)
     audio_s = sum(len(load_audio(str(u.audio))) / SAMPLE_RATE for u in clips)
     with Timer() as load_e2e:
-        model = SpeechLLM.load(path)
+        model = load_for_inference(path, args.runtime)
+    # The other runtime's e2e_all beside it: what the default runtime changes (speed and scores).
+    other = "torch" if args.runtime == "ctranslate2" else "ctranslate2"
+    model_other = load_for_inference(path, other) if args.compare_runtime else None
     quantized = None
     if args.int8:
         from speechllm.model.quantize import quantize_llm
@@ -378,6 +396,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             THREE,
         ),
     }
+    if model_other is not None:
+        pipelines_to_run[f"e2e_all_{other}"] = (
+            lambda cs: run_e2e(model_other, cs, ALL, args.batch_size),
+            ALL,
+        )
     if quantized is not None:
         pipelines_to_run["e2e_all_int8"] = (
             lambda cs: run_e2e(quantized, cs, ALL, args.batch_size),

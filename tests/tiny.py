@@ -115,12 +115,22 @@ def save_tiny_models(root: Path) -> tuple[Path, Path]:
     return wdir, ldir
 
 
-def save_tiny_whisper_asr(out: Path) -> Path:
-    """A random Whisper with a decoder, speaking tests/tiny.py's tokenizer."""
+def save_tiny_whisper_asr(out: Path, whisper_tokens: bool = False) -> Path:
+    """A random Whisper with a decoder, speaking tests/tiny.py's tokenizer; with
+    `whisper_tokens`, plus Whisper's own start-of-transcript and no-timestamps tokens, which
+    CTranslate2's Whisper looks up by name."""
     if (out / "config.json").is_file():
         return out
     tok = tiny_tokenizer()
     start, end = tok.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    no_timestamps = None
+    if whisper_tokens:
+        tok.add_special_tokens(
+            {"additional_special_tokens": ["<|startoftranscript|>", "<|notimestamps|>"]}
+        )
+        start, no_timestamps = tok.convert_tokens_to_ids(
+            ["<|startoftranscript|>", "<|notimestamps|>"]
+        )
     config = tiny_whisper_config(
         vocab_size=len(tok),
         pad_token_id=tok.pad_token_id,
@@ -136,6 +146,8 @@ def save_tiny_whisper_asr(out: Path) -> Path:
     model.generation_config = GenerationConfig(
         decoder_start_token_id=start, eos_token_id=end, pad_token_id=tok.pad_token_id
     )
+    if no_timestamps is not None:
+        model.generation_config.no_timestamps_token_id = no_timestamps
     model.save_pretrained(out)
     tok.save_pretrained(out)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(out)

@@ -45,8 +45,8 @@ def run_demo(workdir: Path, show: int | None = None) -> dict[str, Any]:
     from speechllm.hub.shipped import DEFAULT_MODEL, resolve_model
     from speechllm.hub.sources import fetch
     from speechllm.inference.evaluate import evaluate
+    from speechllm.inference.runtime import load_for_inference
     from speechllm.model.saving import read_model_config
-    from speechllm.model.speechllm import SpeechLLM
 
     settings = demo_settings()
     workdir = workdir.resolve()
@@ -67,7 +67,7 @@ def run_demo(workdir: Path, show: int | None = None) -> dict[str, Any]:
     utts = bench.asr[: spec.ner + spec.sa] + libri
 
     console.rule(f"3. {model_dir.name}: one generation per clip")
-    model = SpeechLLM.load(model_dir)
+    model = load_for_inference(model_dir)
     t0 = time.perf_counter()
     model_metrics, model_preds = evaluate(model, utts, ["all"])
     model_seconds = time.perf_counter() - t0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -17,6 +18,7 @@ from speechllm.errors import SpeechLLMError
 if TYPE_CHECKING:
     from speechllm.data.manifest import Utterance
     from speechllm.model.answers import Prediction
+    from speechllm.model.speechllm import SpeechLLM
 
 app = typer.Typer(
     add_completion=False,
@@ -48,6 +50,23 @@ ModelOption = Annotated[
     ),
 ]
 """The `--model` option of every command that uses a trained model."""
+
+
+class Runtime(StrEnum):
+    """The choices of `--runtime` (`inference.runtime.RUNTIMES`)."""
+
+    ctranslate2 = "ctranslate2"
+    torch = "torch"
+
+
+RuntimeOption = Annotated[
+    Runtime,
+    typer.Option(
+        help="Where a whisper-route model's Whisper encoder and reader run: ctranslate2 (short "
+        "windows, about 2x faster) or torch (transformers, 30 s windows, as in training)."
+    ),
+]
+"""The `--runtime` option of the commands that decode (`inference.runtime`)."""
 
 
 @app.callback()
@@ -94,6 +113,16 @@ def model_dir(model: str | Path | None) -> Path:
 
     try:
         return resolve_model(model)
+    except SpeechLLMError as exc:
+        fail(exc)
+
+
+def load_model(model: str | Path | None, runtime: str) -> SpeechLLM:
+    """`inference.runtime.load_for_inference`; a model that cannot be loaded ends the command."""
+    from speechllm.inference.runtime import load_for_inference
+
+    try:
+        return load_for_inference(model_dir(model), Runtime(runtime).value)
     except SpeechLLMError as exc:
         fail(exc)
 

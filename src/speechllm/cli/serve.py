@@ -7,13 +7,21 @@ from typing import Annotated
 
 import typer
 
-from speechllm.cli.common import ModelOption, app, fail, model_dir
+from speechllm.cli.common import (
+    ModelOption,
+    Runtime,
+    RuntimeOption,
+    app,
+    fail,
+    load_model,
+)
 from speechllm.errors import SpeechLLMError
 
 
 @app.command()
 def serve(
     model: ModelOption = None,
+    runtime: RuntimeOption = Runtime.ctranslate2,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     max_upload_mb: Annotated[
@@ -54,7 +62,6 @@ def serve(
     """Serve the model over HTTP: POST /v1/understand (audio + task), GET /healthz, /docs."""
     import uvicorn
 
-    from speechllm.model.speechllm import SpeechLLM
     from speechllm.serving.config import ServerConfig
     from speechllm.serving.server import create_app
 
@@ -69,9 +76,9 @@ def serve(
             request_timeout_s=request_timeout_s,
             timeout_reserve=timeout_reserve,
         )
-        m = SpeechLLM.load(model_dir(model))
     except SpeechLLMError as exc:
         fail(exc)
+    m = load_model(model, runtime)
     uvicorn.run(create_app(m, config, name=str(model)), host=host, port=port)
 
 

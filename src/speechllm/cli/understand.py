@@ -10,8 +10,11 @@ import typer
 
 from speechllm.cli.common import (
     ModelOption,
+    Runtime,
+    RuntimeOption,
     app,
     fail,
+    load_model,
     model_dir,
     progress_bar,
     report_and_print,
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 def infer(
     audio: list[Path],
     model: ModelOption = None,
+    runtime: RuntimeOption = Runtime.ctranslate2,
     task: Annotated[
         str,
         typer.Option(
@@ -60,15 +64,11 @@ def infer(
     from speechllm.errors import AudioError
     from speechllm.inference.decode import answer, encode_clips
     from speechllm.inference.longform import join_results, split_speech
-    from speechllm.model.speechllm import SpeechLLM
 
     tasks = task_list(task)
     if max_minutes <= 0:
         fail(ValueError(f"--max-minutes must be positive, got {max_minutes}"))
-    try:
-        m = SpeechLLM.load(model_dir(model))
-    except SpeechLLMError as exc:
-        fail(exc)
+    m = load_model(model, runtime)
     results: dict[int, dict] = {}
     frames = []
     owner: list[int] = []  # the file of each entry of `frames`
@@ -163,6 +163,7 @@ def evaluate(
     manifest: Annotated[Path, typer.Option(help="Manifest with audio and labels (JSONL).")],
     out: Annotated[Path, typer.Option(help="Folder for metrics, predictions, plots, report.")],
     model: ModelOption = None,
+    runtime: RuntimeOption = Runtime.ctranslate2,
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks: asr,ner,sa or all.")] = "all",
     batch_size: Annotated[
         int, typer.Option(help="Clips encoded, and (clip, task) rows decoded, together.")
@@ -187,7 +188,6 @@ def evaluate(
     from speechllm.data.manifest import read_manifest
     from speechllm.evaluation.metrics import compute_metrics
     from speechllm.inference.evaluate import evaluate as evaluate_model
-    from speechllm.model.speechllm import SpeechLLM
 
     tasks_ = task_list(tasks)
     if batch_size < 1:
@@ -201,7 +201,7 @@ def evaluate(
             metrics["cascade"] = info
         else:
             system = {}
-            m = SpeechLLM.load(model_dir(model))
+            m = load_model(model, runtime)
             with progress_bar() as bar:
                 enc = bar.add_task("encode", total=len(utts))
                 dec = bar.add_task("decode", total=None)

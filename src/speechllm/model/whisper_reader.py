@@ -114,6 +114,15 @@ class WhisperReader(nn.Module):
         super().train(False)  # frozen: never in training mode
         return self
 
+    def check_window(self, frames: torch.Tensor, lengths: torch.Tensor) -> None:
+        """Raise ValueError unless frames (B, T, C) are whole windows (T = 1500, every length)."""
+        window = self.whisper.config.max_source_positions
+        if frames.shape[1] != window or bool((lengths != window).any()):
+            raise ValueError(
+                f"Whisper's decoder reads whole {window}-frame windows; got frames {tuple(frames.shape)}"
+                " (encode with SpeechEncoder(pad_to_window=True))"
+            )
+
     @torch.no_grad()
     def read(self, frames: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         """Greedy transcripts of encoder frames (B, T, C) with lengths (B,), normalised."""
@@ -122,12 +131,7 @@ class WhisperReader(nn.Module):
         kwargs: dict[str, Any] = {}
         if getattr(self.whisper.generation_config, "is_multilingual", False):
             kwargs.update(language="en", task="transcribe")
-        window = self.whisper.config.max_source_positions
-        if frames.shape[1] != window or bool((lengths != window).any()):
-            raise ValueError(
-                f"Whisper's decoder reads whole {window}-frame windows; got frames {tuple(frames.shape)}"
-                " (encode with SpeechEncoder(pad_to_window=True))"
-            )
+        self.check_window(frames, lengths)
         from transformers.utils import logging as hf_logging
 
         # Whisper's generate logs notes meant for its own pipeline (the attention mask of the
