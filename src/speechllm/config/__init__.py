@@ -2,13 +2,16 @@
 
 Every field has a docstring-style comment; unknown keys and values of the wrong type are an error
 (a typo must not be silently ignored), every section checks its own ranges and cross-field rules
-(`validate`), and `RunConfig.to_dict()` is what a run directory records.
+(`validate`), and `RunConfig.to_dict()` is what a run directory records. The names below are the
+package's interface; import them from `speechllm.config`.
 
-Modules: `checks` (the one builder, `build`, and the check helpers), `model` (the model section),
-`training` (the train section), `run` (`RunConfig`, the data section, stages, YAML loading). The
-names below are the package's interface; import them from `speechllm.config`.
+Modules:
+- `checks`: the one builder (`build`) and the check helpers.
+- `model`: the model section (`ModelConfig`, adapter, classifier heads, LoRA).
+- `training`: the train section (`TrainConfig`, SpecAugment, text noise, the regularizer).
+- `run`: `RunConfig`, the data section, stages, YAML loading.
 
-May import: `speechllm.errors`, `speechllm.data.audio` (constants only).
+May import: `speechllm.errors`, `speechllm.data.audio` (the audio constants).
 """
 
 from speechllm.config.checks import build

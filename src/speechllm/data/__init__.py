@@ -1,5 +1,16 @@
-"""Data: audio I/O, manifests, corpus importers, speech synthesis, the encoder feature cache, the
-text corpus, the training sampler and the offline benchmark.
+"""Data: everything about utterances before a model sees them.
 
-May import: `speechllm.errors`, `speechllm.labels`, `speechllm.config`, `speechllm.hub`.
+Modules:
+- `audio`: reading, checking and writing audio (float32 mono 16 kHz), the Whisper window.
+- `manifest`: JSONL manifests, one `Utterance` (audio, transcript, labels, split) per line.
+- `normalize`: text normalisation to SLUE-VoxPopuli's `normalized_text` style.
+- `importers/`: corpus importers (SLUE, LibriSpeech, VADER) -> `Utterance`s.
+- `tts`: piper / flite speech synthesis of text-only manifests.
+- `textset`: the text corpus of `kind: text` stages.
+- `cheap_labels`: spaCy / VADER labellers (the paper's synthetic labels without an LLM).
+
+The encoder feature cache and the training sampler are in `speechllm.training`; the offline
+benchmark in `speechllm.bench`.
+
+May import: `speechllm.errors`, `speechllm.labels`, `speechllm.hub` (file digests).
 """

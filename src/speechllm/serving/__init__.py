@@ -1,5 +1,11 @@
-"""`speechllm serve`: the HTTP server (`server`: app and routes), its settings and response shapes
-(`config`), admission control and batching (`batcher`) and its web page (`web/`).
+"""`speechllm serve`: the HTTP server and its web page.
 
-May import: `speechllm.inference`, `speechllm.model`, `speechllm.data` and the top-level basics.
+Modules:
+- `server`: the app and its routes (`POST /v1/understand`, the page).
+- `config`: the server's settings (`ServerConfig`) and response shapes.
+- `batcher`: admission control and batching of (clip, task) rows.
+- `web/`: the page (index.html, app.js, style.css).
+
+May import: `speechllm.errors`, `speechllm.labels`, `speechllm.config`, `speechllm.hub`,
+`speechllm.data`, `speechllm.model`, `speechllm.inference`.
 """

@@ -1,5 +1,13 @@
-"""Training: the staged training loop under accelerate (checkpoints, resume, held-out evaluation)
-and the ablation runner.
+"""Training: the staged training loop under accelerate, and the ablation runner.
 
-May import: everything below it (`model`, `data`, `evaluation`, `inference`, `hub`).
+Modules:
+- `train`: `speechllm train CONFIG.yaml`: the training loop (stages, held-out evaluation, saving).
+- `batches`: what a step reads: utterances, the encoder-frame cache, the batch.
+- `features`: `FeatureCache`, the on-disk cache of frozen-encoder frames.
+- `sampler`: training examples (`Example`, `examples_for`), `TaskMixSampler`, SpecAugment.
+- `checkpoints`: resumable checkpoints (save, find the latest, load).
+- `experiment`: the paper's ablation as one command (`speechllm experiment`).
+
+May import: `speechllm.errors`, `speechllm.labels`, `speechllm.config`, `speechllm.hub`,
+`speechllm.data`, `speechllm.model`, `speechllm.evaluation`, `speechllm.inference`.
 """

@@ -1,5 +1,11 @@
-"""Corpus importers: a corpus's own files -> `Utterance`s. SLUE-VoxPopuli and SLUE-VoxCeleb
-(`slue.py`: text with NER / sentiment labels), LibriSpeech (`librispeech.py`: audio and text),
-the VADER human sentiment ratings (`vader.py`: text and sentiment, to be spoken), and what they
-share (`files.py`: where the shared data lives, tsv reading, finding each utterance's audio).
+"""Corpus importers: a corpus's own files -> `Utterance`s.
+
+Modules:
+- `files`: what they share: where the shared data lives, tsv reading, finding each clip's audio.
+- `slue`: SLUE-VoxPopuli and SLUE-VoxCeleb (text with NER / sentiment labels).
+- `librispeech`: LibriSpeech (audio and text).
+- `vader`: the VADER human sentiment ratings (text and sentiment, to be spoken), which snippets
+  can be spoken as written (`sa_reference`).
+
+Part of `speechllm.data`; its import rule applies.
 """
