@@ -104,11 +104,16 @@ def decode(
 ) -> list[str]:
     """Raw answers for (frames_i (T_i, C), task_i) pairs, batched; order preserved.
 
-    Items are sorted by length so each batch pads little; batched greedy decoding gives the same
-    answers as one-by-one (left padding, masked attention, positions from the mask).
+    Items are sorted by length (of the frames, or of Whisper's reading on the whisper route,
+    where the answer's length follows the transcript's) so each batch pads little and stops
+    early; batched greedy decoding gives the same answers as one-by-one (left padding, masked
+    attention, positions from the mask).
     """
     readings = _whisper_readings(model, frames, batch_size) if model.reader is not None else None
-    order = sorted(range(len(frames)), key=lambda i: frames[i].shape[0])
+    if readings is not None:
+        order = sorted(range(len(frames)), key=lambda i: len(readings[id(frames[i])]))
+    else:
+        order = sorted(range(len(frames)), key=lambda i: frames[i].shape[0])
     answers: list[str] = [""] * len(frames)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
