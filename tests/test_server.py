@@ -188,6 +188,19 @@ def test_no_queue_room_is_429(model):
     assert r.headers["Retry-After"] == "1"
 
 
+def test_a_busy_server_refuses_before_reading_the_upload(model):
+    """The 429 comes from the admission check in front of the route: a body that is not even a
+    form (which the route would answer 422 after parsing) is refused the same, unread."""
+    with TestClient(create_app(model, ServerConfig(max_queue=0))) as client:
+        r = client.post(
+            "/v1/understand",
+            content=b"not a multipart form",
+            headers={"Content-Type": "multipart/form-data; boundary=x"},
+        )
+        assert r.status_code == 429 and r.headers["Retry-After"] == "1"
+        assert client.get("/healthz").json()["refused"] == 1
+
+
 @pytest.fixture
 def paused(model, monkeypatch):
     """Make model.generate block until released: (started, release) events."""
