@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "labels": set(),
     "hub": {"errors"},
     "config": {"errors", "data.audio"},
-    "data": {"errors", "labels", "hub"},
+    "data": {"errors", "labels"},
     "model": {
         "errors",
         "labels",

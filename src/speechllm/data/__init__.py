@@ -12,5 +12,5 @@ Modules:
 The encoder feature cache and the training sampler are in `speechllm.training`; the offline
 benchmark in `speechllm.bench`.
 
-May import: `speechllm.errors`, `speechllm.labels`, `speechllm.hub` (file digests).
+May import: `speechllm.errors`, `speechllm.labels`.
 """
