@@ -15,6 +15,7 @@ from speechllm.cli.common import (
     fail,
     load_model,
 )
+from speechllm.data.audio import WHISPER_WINDOW_SECONDS
 from speechllm.errors import SpeechLLMError
 
 
@@ -32,7 +33,7 @@ def serve(
         typer.Option(
             help="Longest piece decoded whole, 1 to 30 s; longer clips are split at pauses."
         ),
-    ] = 30.0,
+    ] = WHISPER_WINDOW_SECONDS,
     max_minutes: Annotated[
         float, typer.Option(help="Longest recording accepted, in minutes (longer: 413).")
     ] = 60.0,
