@@ -12,8 +12,11 @@ from speechllm.errors import ConfigError
 from speechllm.inference.decode import answer, encode_clips
 from speechllm.inference.runtime import load_for_inference
 from speechllm.model.whisper_ct2 import (
+    LOOP_COMPRESSION_RATIO,
     CT2SpeechEncoder,
     CT2WhisperReader,
+    collapse_loop,
+    compression_ratio,
     converted_whisper,
     use_ctranslate2,
     window_frames,
@@ -130,3 +133,16 @@ def test_the_shipped_model_reads_real_speech_as_well_in_ctranslate2(shared):
         readings[runtime] = model.reader.read(frames, lengths)
     assert isinstance(model.reader, CT2WhisperReader)
     assert abs(wer(refs, readings["ctranslate2"]) - wer(refs, readings["torch"])) <= 2.0
+
+
+def test_a_looped_tail_is_cut_to_one_copy_and_speech_is_left_alone():
+    sentence = [11, 12, 13, 14, 15, 16]
+    assert collapse_loop([1, 2, *sentence * 5, 11, 12]) == [1, 2, *sentence]
+    assert collapse_loop(sentence * 3) == sentence
+    twice = [1, *sentence * 2]  # said twice is speech, not a loop
+    assert collapse_loop(twice) == twice
+    wows = [7, 7, 7, 7, 7]  # "wow wow wow wow wow": shorter than a loop's block
+    assert collapse_loop(wows) == wows
+    looped = "dog should not be allowed to get cancer. " * 27
+    assert compression_ratio(looped) > LOOP_COMPRESSION_RATIO
+    assert compression_ratio("prepping for the final shot of the film. wow whoa whoa whoa") < 2

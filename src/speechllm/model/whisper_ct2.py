@@ -21,6 +21,7 @@ import importlib.util
 import math
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -157,6 +158,35 @@ class CT2SpeechEncoder(SpeechEncoder):
         return frames, lengths
 
 
+LOOP_COMPRESSION_RATIO = 2.4
+"""A transcript whose text gzips by more than this has looped (Whisper's own threshold)."""
+
+MIN_LOOP_TOKENS = 4
+"""The shortest block `collapse_loop` takes for a loop: shorter repeats ("wow wow wow") are
+speech as often as not."""
+
+
+def compression_ratio(text: str) -> float:
+    """len(text) / len(gzip(text)) in bytes: about 1-2 for speech, far more for a loop."""
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def collapse_loop(ids: list[int], min_block: int = MIN_LOOP_TOKENS) -> list[int]:
+    """`ids` with a looped tail (a block of at least `min_block` tokens repeated to the end, at
+    least three times, the last copy maybe cut short) cut to one copy of the block; unchanged
+    where there is none. In a short window Whisper's decoder sometimes repeats its sentence
+    until the length limit ("dog should not be allowed to get cancer." x27 for a 2.3 s clip)."""
+    n = len(ids)
+    for block in range(min_block, n // 3 + 1):
+        start = n - block  # walk back while the tail stays periodic with this block
+        while start > 0 and ids[start - 1] == ids[start - 1 + block]:
+            start -= 1
+        if n - start >= 3 * block:
+            return ids[: start + block]
+    return ids
+
+
 def decoder_prompt(whisper: WhisperForConditionalGeneration) -> list[int]:
     """The tokens transformers' greedy `generate` starts Whisper's decoder with, as `WhisperReader`
     calls it: start of transcript, then English and transcribe on a multilingual checkpoint, then
@@ -202,6 +232,9 @@ class CT2WhisperReader(WhisperReader):
             )
             for i, r in zip(idx, results, strict=True):
                 raw = self.tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True)
+                if compression_ratio(raw) > LOOP_COMPRESSION_RATIO:
+                    ids = collapse_loop(r.sequences_ids[0])
+                    raw = self.tokenizer.decode(ids, skip_special_tokens=True)
                 texts[i] = normalize_transcript(raw.strip())
         return texts
 
