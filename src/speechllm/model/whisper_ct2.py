@@ -1,12 +1,13 @@
 """The `whisper` speech input run by CTranslate2 at inference (the runtime faster-whisper uses).
 
 The `whisper` route's encoder and reader are frozen Whisper; at inference nothing needs their
-gradients, so they can run in CTranslate2's C++ runtime instead of transformers. Measured on this
-project's 2-core CPU, one thread, 16 benchmark clips (105 s of audio; benchmarks/README.md): the
-reader's greedy decoding takes 2.2x less time with transcripts identical to transformers' (float32
-weights; CTranslate2's int8 changed 1 of 16 and was slower on this CPU), and the encoder's
-30 s windows take about 8% less with frames within 5e-4 of transformers'. Training keeps the
-transformers modules (the feature cache and the readings cached for training come from them).
+gradients, so they can run in CTranslate2's C++ runtime instead of transformers, float32 (the same
+transcripts as transformers' greedy decoding; int8 was slower on this CPU's encoder and changed
+transcripts). Each clip is read in a window of its length plus at least 6 s (`window_frames`)
+instead of Whisper's 30 s: the encoder's cost follows the window, and the benchmark's clips last
+6.5 s on average. Measured on 80 clips of training speech, one thread: encoder + reader 2.8x less
+CPU time than transformers in 30 s windows, WER 5.31 against 5.54 (docs/recipe.md). Training
+keeps the transformers modules (the feature cache and the readings cached for training).
 
 `use_ctranslate2(model)` swaps a loaded model's encoder and reader for `CT2SpeechEncoder` and
 `CT2WhisperReader`, which keep the interfaces (and the transformers modules, for their configs)
