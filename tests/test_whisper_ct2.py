@@ -113,6 +113,15 @@ def test_load_for_inference_checks_the_runtime_and_keeps_torch_when_asked(
     torch_model = load_for_inference(folder, "torch")
     assert type(torch_model.reader) is WhisperReader
     assert not torch_model.training
+    fast = load_for_inference(folder)  # ctranslate2, LoRA merged into the LLM's weights
+    assert isinstance(fast.reader, CT2WhisperReader)
+    lora = [m for m in fast.llm.modules() if hasattr(m, "merged")]
+    assert lora and all(m.merged for m in lora)
+    texts = ["the european union", "no", "a much longer reading of some words"]
+    tasks = ["all", "asr", "ner"]
+    assert fast.generate_from(*fast.text_speech(texts), tasks) == torch_model.generate_from(
+        *torch_model.text_speech(texts), tasks
+    )
 
 
 @pytest.mark.e2e
