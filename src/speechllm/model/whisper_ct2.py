@@ -86,7 +86,10 @@ def converted_whisper(source: str, cache_dir: Path | str | None = None) -> Path:
             if not (out / "model.bin").is_file():
                 raise
     except Exception as exc:
-        raise ModelSourceError(f"cannot convert Whisper {source!r} for CTranslate2: {exc}") from exc
+        raise ModelSourceError(
+            f"cannot convert Whisper {source!r} for CTranslate2 ({exc}); --runtime torch runs "
+            "without it"
+        ) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -257,12 +260,19 @@ def use_ctranslate2(
     import ctranslate2
 
     source = model.reader.whisper.config._name_or_path
-    whisper = ctranslate2.models.Whisper(
-        str(converted_whisper(source, cache_dir)),
-        device="cpu",
-        compute_type=COMPUTE_TYPE,
-        intra_threads=threads or torch.get_num_threads(),
-    )
+    folder = converted_whisper(source, cache_dir)
+    try:
+        whisper = ctranslate2.models.Whisper(
+            str(folder),
+            device="cpu",
+            compute_type=COMPUTE_TYPE,
+            intra_threads=threads or torch.get_num_threads(),
+        )
+    except Exception as exc:  # CTranslate2 raises RuntimeError / ValueError of its own
+        raise ModelSourceError(
+            f"CTranslate2 cannot load the converted Whisper in {folder} ({exc}): delete that "
+            "folder to convert it again, or choose --runtime torch"
+        ) from exc
     model.encoder = CT2SpeechEncoder(model.encoder, whisper, short_windows)
     model.reader = CT2WhisperReader(model.reader, whisper)
     return True

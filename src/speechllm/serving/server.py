@@ -32,7 +32,7 @@ call) after the time left of the batch in the model. It is checked before the up
 its real number of rows, when the request is queued. An idle server accepts every request. The
 queue (`max_queue`) counts rows as well. `GET /healthz` reports the estimate and the queue.
 
-`GET /` serves a small web page (static files in `speechllm/web/`, no build step) that uploads or
+`GET /` serves a small web page (static files in `speechllm/serving/web/`, no build step) that uploads or
 records a clip and shows the answer, entities highlighted in the transcript, and for a long
 recording its entities with their times and a table of its pieces.
 
