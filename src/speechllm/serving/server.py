@@ -129,6 +129,14 @@ def create_app(
             batcher.check(1, time.perf_counter() + config.request_timeout_s)
         except BusyError as exc:
             busy = _busy(exc, config)
+            # Take in the upload's bytes (unparsed, at most the upload limit) before answering:
+            # a server that answers and closes while the client still sends makes the client
+            # see a broken connection instead of the 429.
+            received = 0
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > config.max_upload_bytes + _MULTIPART_SLACK:
+                    break
             return JSONResponse(
                 status_code=busy.status_code, content={"detail": busy.detail}, headers=busy.headers
             )
