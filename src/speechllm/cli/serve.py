@@ -7,14 +7,7 @@ from typing import Annotated
 
 import typer
 
-from speechllm.cli.common import (
-    ModelOption,
-    Runtime,
-    RuntimeOption,
-    app,
-    fail,
-    load_model,
-)
+from speechllm.cli.common import ModelOption, Runtime, RuntimeOption, app, fail, load_model
 from speechllm.data.audio import WHISPER_WINDOW_SECONDS
 from speechllm.errors import SpeechLLMError
 

@@ -15,14 +15,7 @@ from typing import Any
 
 from speechllm.data.manifest import Utterance
 from speechllm.errors import ManifestError
-from speechllm.evaluation.slue import (
-    ner_scores,
-    normalize_text,
-    sentiment_macro_f1,
-    slue_score,
-    wer,
-    word_errors,
-)
+from speechllm.evaluation import slue
 from speechllm.labels import SENTIMENTS
 from speechllm.model.answers import Prediction
 from speechllm.model.prompts import TASKS
@@ -109,15 +102,15 @@ def compute_metrics(
     if "asr" in tasks and any(r.text.strip() for r in references):
         refs = [r.text for r in references]
         hyps = [p.transcript or "" for p in preds]
-        edits, words = word_errors(refs, hyps)
-        metrics["wer"] = wer(refs, hyps)
+        edits, words = slue.word_errors(refs, hyps)
+        metrics["wer"] = slue.wer(refs, hyps)
         metrics["wer_errors"] = edits
         metrics["wer_ref_words"] = words
         metrics["wer_by_length"] = wer_by_length(refs, hyps)
 
     ner = [(r, p) for r, p in zip(references, preds, strict=True) if r.entities is not None]
     if "ner" in tasks and ner:
-        s = ner_scores([r.entities or [] for r, _ in ner], [p.entities or [] for _, p in ner])
+        s = slue.ner_scores([r.entities or [] for r, _ in ner], [p.entities or [] for _, p in ner])
         for prefix in ("", "label_"):
             for key in ("f1", "precision", "recall", "macro_f1"):
                 metrics[f"ner_{prefix}{key}"] = s[prefix + key]
@@ -131,13 +124,13 @@ def compute_metrics(
     if "sa" in tasks and sa:
         gold = [r.sentiment or "" for r, _ in sa]
         pred = [p.sentiment for _, p in sa]
-        metrics["sa_macro_f1"] = sentiment_macro_f1(gold, pred)
+        metrics["sa_macro_f1"] = slue.sentiment_macro_f1(gold, pred)
         metrics.update(sentiment_details(gold, pred))
         metrics["sa_n"] = len(sa)
         metrics["sa_parse_failures"] = sum(p.failed("sa") for _, p in sa)
 
     if {"wer", "ner_f1", "sa_macro_f1"} <= metrics.keys():
-        metrics["slue_score"] = slue_score(
+        metrics["slue_score"] = slue.slue_score(
             metrics["wer"], metrics["ner_f1"], metrics["sa_macro_f1"]
         )
     return metrics
@@ -157,7 +150,7 @@ def wer_by_length(references: Sequence[str], hypotheses: Sequence[str]) -> list[
     """
     groups: dict[int, list[int]] = {}
     for i, ref in enumerate(references):
-        length = len(normalize_text(ref).split())
+        length = len(slue.normalize_text(ref).split())
         b = next(
             k
             for k, (lo, hi) in enumerate(LENGTH_BUCKETS)
@@ -169,14 +162,14 @@ def wer_by_length(references: Sequence[str], hypotheses: Sequence[str]) -> list[
         idx = groups[b]
         refs = [references[i] for i in idx]
         hyps = [hypotheses[i] for i in idx]
-        edits, words = word_errors(refs, hyps)
+        edits, words = slue.word_errors(refs, hyps)
         out.append(
             {
                 "words": _bucket_name(*LENGTH_BUCKETS[b]),
                 "n": len(idx),
                 "ref_words": words,
                 "errors": edits,
-                "wer": wer(refs, hyps),
+                "wer": slue.wer(refs, hyps),
             }
         )
     return out
