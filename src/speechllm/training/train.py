@@ -27,6 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from speechllm.config import RunConfig
 from speechllm.hub.shipped import resolve_model
+from speechllm.inference.decode import encode_files
 from speechllm.inference.evaluate import evaluate
 from speechllm.model.saving import write_model_dir
 from speechllm.model.speechllm import SpeechLLM
@@ -134,6 +135,7 @@ def _run(
         model.load_trained(resolve_model(tc.init_from), strict=False)
     train_utts = load_utterances(dc.train, dc.max_seconds, require_audio=kind != "text")
     eval_utts = load_utterances(dc.eval, dc.max_seconds)[: dc.max_eval_utterances]
+    eval_frames: list[torch.Tensor] = []  # encoded at the first evaluation (`_evaluate`)
     examples = examples_for(train_utts, dc.tasks)
     if config.model.ctc_vocab == "train" and not whisper:
         # Every rank reads the same manifests, so every rank builds the same vocabulary.
@@ -269,7 +271,9 @@ def _run(
                 # Before the LM loss has run the LLM has not learnt the answer formats: score
                 # only the CTC head's transcripts then (and save the slow decoding).
                 tasks = dc.tasks if step > tc.ctc_warmup_steps and kind != "acoustic" else []
-                _evaluate(accelerator, model, eval_utts, tasks, step, minutes, log, console)
+                _evaluate(
+                    accelerator, model, eval_utts, tasks, step, minutes, log, console, eval_frames
+                )
             if (step % tc.save_every == 0 or step == tc.max_steps or out_of_time) and main:
                 save_checkpoint(
                     out,
@@ -297,6 +301,7 @@ def _run(
             minutes,
             log,
             console,
+            eval_frames,
         )
         if eval_utts
         else {}
@@ -339,13 +344,19 @@ def _rank_checksums(accelerator: Accelerator, model: SpeechLLM) -> list[list[flo
     return accelerator.gather(local).tolist()
 
 
-def _evaluate(accelerator, model, utts, tasks, step, minutes, log, console) -> dict[str, Any]:
+def _evaluate(
+    accelerator, model, utts, tasks, step, minutes, log, console, frames: list[torch.Tensor]
+) -> dict[str, Any]:
     """Held-out figures, logged: the function `speechllm evaluate` runs, on the clips' audio
-    (not the fp16 feature cache), so the same manifest and weights give the same figures."""
+    (not the fp16 feature cache), so the same manifest and weights give the same figures.
+    `frames` holds the clips' encoder frames: encoded at the first evaluation and reused after
+    (the encoder is frozen, so they never change)."""
     if not accelerator.is_main_process:
         return {}
     model.eval()
-    metrics, _ = evaluate(model, utts, tasks)
+    if not frames:
+        frames.extend(encode_files(model, [u.audio or "" for u in utts]))
+    metrics, _ = evaluate(model, utts, tasks, frames=frames)
     record = {
         "eval": True,
         "step": step,
