@@ -72,3 +72,37 @@ def test_ctc_loss_prefers_the_right_transcript():
     right = head.loss(x, n, [[1, 3, 5]], table)
     wrong = head.loss(x, n, [[5, 3, 1]], table)
     assert right < 0.1 < wrong
+
+
+def test_the_word_list_widens_the_training_vocabulary():
+    from wordfreq import top_n_list
+
+    from speechllm.model.ctc import ctc_vocabulary, word_list_ids
+    from tiny import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    transcripts = [tok(" the council met", add_special_tokens=False).input_ids]
+    train = ctc_vocabulary("train", tok, transcripts, known=[7])
+    assert train == sorted({*transcripts[0], 7})
+    assert ctc_vocabulary("all", tok, transcripts) is None
+    words = word_list_ids(tok, 200)
+    for w in top_n_list("en", 200)[:20]:  # each word with and without a leading space
+        assert set(tok(w, add_special_tokens=False).input_ids) <= words
+        assert set(tok(" " + w, add_special_tokens=False).input_ids) <= words
+    wide = ctc_vocabulary("train+words:200", tok, transcripts, known=[7])
+    assert wide == sorted(set(train) | words) and len(wide) > len(train)
+    assert len(word_list_ids(tok, 1000)) >= len(words)
+
+
+def test_ctc_vocab_settings_are_validated():
+    import pytest
+
+    from speechllm.config.model import ModelConfig, ctc_word_count
+    from speechllm.errors import ConfigError
+
+    assert [ctc_word_count(v) for v in ("train", "all", "train+words:20000")] == [0, 0, 20000]
+    for ok in ("train", "all", "train+words:1", "train+words:20000"):
+        ModelConfig(ctc_vocab=ok).validate()
+    for bad in ("words", "train+words:0", "train+words:", "train+words:-5", "Train", "all+words:9"):
+        with pytest.raises(ConfigError, match="ctc_vocab"):
+            ModelConfig(ctc_vocab=bad).validate()

@@ -5,6 +5,7 @@ A saved model records the same fields in its config.json (`speechllm.model.confi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -112,10 +113,14 @@ class ModelConfig:
     `whisper`: Whisper's own decoder (frozen, from the same checkpoint as the encoder) reads the
     encoder frames; its SLUE-normalised transcript enters the LLM as the LLM's token embeddings
     (`whisper_reader.py`). Nothing acoustic trains: LoRA learns the tasks, mostly from text."""
-    ctc_vocab: Literal["train", "all"] = "train"
+    ctc_vocab: str = "train"
     """Tokens the CTC head scores: `train` = those in the training transcripts (several times
     cheaper on SmolLM2's 49k vocabulary; the list is saved with the model and widened, never
-    narrowed, when fine-tuning), `all` = the whole embedding table."""
+    narrowed, when fine-tuning), `all` = the whole embedding table, `train+words:N` = the
+    training tokens plus every token of the N most frequent English words (wordfreq's
+    `top_n_list('en', N)`, each word tokenised with and without a leading space), so that words
+    the training text lacks can still be spelt: with N = 20000 and SmolLM2, 21,9xx tokens
+    (docs/recipe.md measures the cost of a CTC step)."""
     classifier_heads: ClassifierHeadsConfig = field(default_factory=ClassifierHeadsConfig)
     """Sentiment and entity-tag heads on the pooled adapter output (off by default)."""
     max_new_tokens: int = 128
@@ -131,6 +136,11 @@ class ModelConfig:
         self.lora.validate()
         self.classifier_heads.validate()
         check(
+            self.ctc_vocab in ("train", "all") or ctc_word_count(self.ctc_vocab) > 0,
+            f"model.ctc_vocab must be 'train', 'all' or 'train+words:N' (N >= 1 English words, "
+            f"e.g. train+words:20000), got {self.ctc_vocab!r}",
+        )
+        check(
             self.max_new_tokens >= 1,
             f"model.max_new_tokens must be >= 1, got {self.max_new_tokens}",
         )
@@ -143,3 +153,12 @@ class ModelConfig:
             "model.classifier_heads read the adapter's vectors, which speech_input 'whisper' "
             "does not use: disable the heads or choose another speech_input",
         )
+
+
+_WORDS = re.compile(r"train\+words:([1-9][0-9]{0,6})")
+
+
+def ctc_word_count(ctc_vocab: str) -> int:
+    """N of a `train+words:N` CTC vocabulary (`ModelConfig.ctc_vocab`); 0 for any other value."""
+    match = _WORDS.fullmatch(ctc_vocab)
+    return int(match.group(1)) if match else 0

@@ -192,9 +192,10 @@ def synthesize_manifest(
     wav_dir.mkdir(parents=True, exist_ok=True)
     if voice_names is not None and len(voice_names) != len(utts):
         raise ValueError(f"{len(voice_names)} voice names for {len(utts)} utterances")
+    label = getattr(voice, "name", "piper")
     if voice is not None or voice_names is None:
-        voice_names = [getattr(voice, "name", "piper")] * len(utts)
-    loaded: dict[str, _Speaker] = {voice_names[0]: voice} if voice is not None else {}
+        voice_names = [label] * len(utts)
+    loaded: dict[str, _Speaker] = {label: voice} if voice is not None else {}
     load = load_voice or _load_piper
     old = _read_records(out / RECORD_NAME) if record else {}
     records: dict[str, tuple[str, str]] = {}

@@ -73,7 +73,7 @@ class SpeechLLMConfig(PreTrainedConfig):
     speech_input: str = _DEFAULT.speech_input
     """What the LLM reads for the speech: `adapter`, `ctc` or `whisper` (`ModelConfig`)."""
     ctc_vocab: str = _DEFAULT.ctc_vocab
-    """Tokens the CTC head scores: `train` or `all` (`ModelConfig.ctc_vocab`)."""
+    """Tokens the CTC head scores: `train`, `all` or `train+words:N` (`ModelConfig.ctc_vocab`)."""
     classifier_heads: ClassifierHeadsConfig = field(default_factory=ClassifierHeadsConfig)
     """Sentiment and entity-tag heads on the pooled adapter output (`ModelConfig`)."""
     max_new_tokens: int = _DEFAULT.max_new_tokens

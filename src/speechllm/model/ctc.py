@@ -14,6 +14,9 @@ The CTC vocabulary can be restricted to the tokens of the training transcripts: 
 onto SmolLM2's 49,152 rows then shrinks to a few thousand and a CTC step is several times cheaper;
 tokens that never occur in training could not be learned anyway. Because the table is the frozen
 embedding matrix, widening the vocabulary later (fine-tuning on new text) adds no parameters.
+`train+words:N` (`ctc_vocabulary`) adds the tokens of the N most frequent English words, so a
+word the training text lacks can still be spelt from the pieces its neighbours taught; the
+head's cost grows with the vocabulary (docs/recipe.md: SmolLM2, N = 20000).
 
 `soft_tokens` turns CTC posteriors into LLM input (the `ctc` speech input, as LegoSLM does with
 an ASR model's CTC posteriors): frames whose best label is blank are dropped, runs of the same
@@ -24,9 +27,45 @@ embeddings. The LLM then reads speech as near-text, about one position per spoke
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
+
+from speechllm.config.model import ctc_word_count
+from speechllm.errors import ModelSourceError
+
+WORDFREQ_HINT = "pip install wordfreq (or pip install 'speechllm[vocab]')"
+
+
+def word_list_ids(tokenizer: Any, words: int) -> set[int]:
+    """Every LLM token of wordfreq's `words` most frequent English words, each tokenised with
+    and without a leading space (word-initial and word-internal pieces)."""
+    try:
+        from wordfreq import top_n_list
+    except ImportError as exc:
+        raise ModelSourceError(
+            f"ctc_vocab 'train+words:N' needs wordfreq: {WORDFREQ_HINT}"
+        ) from exc
+    listed = top_n_list("en", words)
+    rows = tokenizer(listed + [" " + w for w in listed], add_special_tokens=False).input_ids
+    return {t for row in rows for t in row}
+
+
+def ctc_vocabulary(
+    ctc_vocab: str, tokenizer: Any, transcripts: Iterable[list[int]], known: Iterable[int] = ()
+) -> list[int] | None:
+    """The token ids a `ctc_vocab` setting scores: None for `all` (the whole table), else the
+    tokens of the training transcripts (their ids), those already `known` (a model being
+    fine-tuned: widened, never narrowed) and, for `train+words:N`, `word_list_ids`."""
+    if ctc_vocab == "all":
+        return None
+    ids = {t for row in transcripts for t in row}.union(known)
+    words = ctc_word_count(ctc_vocab)
+    if words:
+        ids |= word_list_ids(tokenizer, words)
+    return sorted(ids)
 
 
 class CTCHead(nn.Module):

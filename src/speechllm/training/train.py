@@ -29,6 +29,7 @@ from speechllm.config import RunConfig
 from speechllm.hub.shipped import resolve_model
 from speechllm.inference.decode import encode_files
 from speechllm.inference.evaluate import evaluate
+from speechllm.model.ctc import ctc_vocabulary
 from speechllm.model.saving import write_model_dir
 from speechllm.model.speechllm import SpeechLLM
 from speechllm.training.batches import build_cache, load_utterances, make_batch, whisper_readings
@@ -137,11 +138,12 @@ def _run(
     eval_utts = load_utterances(dc.eval, dc.max_seconds)[: dc.max_eval_utterances]
     eval_frames: list[torch.Tensor] = []  # encoded at the first evaluation (`_evaluate`)
     examples = examples_for(train_utts, dc.tasks)
-    if config.model.ctc_vocab == "train" and not whisper:
+    if config.model.ctc_vocab != "all" and not whisper:
         # Every rank reads the same manifests, so every rank builds the same vocabulary.
+        transcripts = (model.transcript_ids(u.text) for u in train_utts if u.text)
         known = model.ctc.vocab.tolist()
-        seen = {t for u in train_utts if u.text for t in model.transcript_ids(u.text)}
-        model.ctc.set_vocab(sorted(seen.union(known)))
+        vocab = ctc_vocabulary(config.model.ctc_vocab, model.tokenizer, transcripts, known)
+        model.ctc.set_vocab(vocab or [])
     if main:
         counts = {t: len(v) for t, v in examples.items()}
         console.print(
