@@ -101,8 +101,13 @@ def decode(
     tasks: list[str],
     batch_size: int = DECODE_BATCH,
     progress: Callable[[int], None] | None = None,
+    drafts: bool = True,
 ) -> list[str]:
     """Raw answers for (frames_i (T_i, C), task_i) pairs, batched; order preserved.
+
+    On the whisper route with `drafts`, each row's decoding checks the transcript tokens it
+    reads as drafts, several per LLM call (`model/draft_decoding.py`: greedy's answers, fewer
+    calls); `drafts=False` decodes one token per call.
 
     Items are sorted by length (of the frames, or of Whisper's reading on the whisper route,
     where the answer's length follows the transcript's) so each batch pads little and stops
@@ -118,8 +123,11 @@ def decode(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         if readings is not None:
-            speech = model.text_speech([readings[id(frames[i])] for i in idx])
-            outs = model.generate_from(*speech, [tasks[i] for i in idx])
+            texts = [readings[id(frames[i])] for i in idx]
+            refs = [model.transcript_ids(t) if t else [] for t in texts] if drafts else None
+            outs = model.generate_from(
+                *model.text_speech(texts), [tasks[i] for i in idx], None, refs
+            )
         else:
             x, lengths = collate_frames([frames[i] for i in idx])
             outs = model.generate(x, lengths, [tasks[i] for i in idx])

@@ -26,6 +26,7 @@ from speechllm.model.adapter import build_adapter
 from speechllm.model.batch import Batch
 from speechllm.model.configuration import SpeechLLMConfig
 from speechllm.model.ctc import CTCHead
+from speechllm.model.draft_decoding import generate_with_drafts
 from speechllm.model.encoder import SpeechEncoder
 from speechllm.model.llm_inputs import PromptLayout
 from speechllm.model.regularizer import ClassifierHeads
@@ -292,9 +293,25 @@ class SpeechLLM(PreTrainedModel):
         lengths: torch.Tensor,
         tasks: list[str],
         max_new_tokens: int | None = None,
+        references: list[list[int]] | None = None,
     ) -> list[str]:
-        """Greedy answers from what the LLM reads for the speech (B, N, D), lengths (B,)."""
+        """Greedy answers from what the LLM reads for the speech (B, N, D), lengths (B,).
+
+        `references` (per row, the token ids the LLM reads as its transcript, on the whisper
+        route) let it check several copied tokens per call (`draft_decoding.py`); without them,
+        or with the repetition guard on, transformers' `generate` decodes one token per call.
+        """
         inputs, mask, _ = self._assemble(speech, lengths, tasks, None, left_pad=True)
+        if references is not None and not self.config.repetition_guard:
+            rows = generate_with_drafts(
+                self.llm,
+                inputs,
+                mask,
+                references,
+                max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+                stop_ids=self.layout.stop_ids,
+            )
+            return self.layout.answers(rows)
         with warnings.catch_warnings():
             # With inputs_embeds the n-gram guard sees only generated tokens: what we want.
             warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*")

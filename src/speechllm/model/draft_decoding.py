@@ -1,0 +1,170 @@
+"""Greedy decoding that checks several tokens per LLM call, drafted from the transcript the LLM
+reads (prompt-lookup decoding, Saxena 2023; the verification of speculative decoding, Leviathan
+et al. 2023, with a copy of the input as the draft model).
+
+Why: on the `whisper` route the LLM reads Whisper's transcript as its own token ids, and most of
+an answer copies it (`Neutral | the [ORG european commission] met in ...`). Generating one token
+per call pays the whole weight read for a single position: SmolLM2-135M on one thread of this CPU
+takes ~120 ms for one new token of one row, ~350 ms for one token in each of 16 rows, ~710 ms
+for 5 tokens in each of 16 rows (fp32, a 100-token cache). Offering each row the next
+transcript tokens after its last output and keeping those the model itself predicts turns many
+sequential calls into a few wider ones.
+
+Exactness: every kept token is the argmax of the LLM's own logits given the tokens before it, as
+in greedy decoding; a draft only decides how many positions one call checks. Rejected positions
+stay in the key/value cache but are masked out (a "hole" in the attention mask, with positions
+counted over kept tokens only), so no cache surgery is needed per row. A call over several
+positions runs matrix shapes that differ from a one-position call, so the logits can differ in
+their last bits and an exact near-tie can flip: the answers are greedy decoding's up to such
+ties (`benchmarks/inference.py` counts identical answers).
+
+Drafting (`propose`): the longest n-gram (n <= 3) of the row's last output tokens found in its
+transcript proposes the transcript tokens that follow it, preferring a match at or after where
+the previous draft ended; with no match (the sentiment word, a tag name just opened) the
+transcript from that cursor on is proposed, which is what follows `|` and `[TAG`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+DRAFT_TOKENS = 6
+"""Transcript tokens offered per row and call (chosen on training speech, docs in
+benchmarks/README.md: fewer wastes calls, more wastes compute on rejected positions)."""
+
+MAX_NGRAM = 3
+"""Longest run of last output tokens looked up in the transcript."""
+
+
+def propose(
+    output: Sequence[int], reference: Sequence[int], cursor: int, k: int
+) -> tuple[list[int], int]:
+    """Up to `k` draft tokens continuing `output` from `reference`, and the reference index
+    just past the n-gram they continue (the next cursor candidate).
+
+    The longest suffix of `output` (up to MAX_NGRAM tokens) that occurs in `reference` picks
+    the continuation, preferring the first occurrence at or after `cursor`, else the last one
+    before it; with none, `reference[cursor:cursor + k]`.
+    """
+    if k <= 0 or not reference:
+        return [], cursor
+    for n in range(min(MAX_NGRAM, len(output)), 0, -1):
+        tail = list(output[-n:])
+        starts = [i for i in range(len(reference) - n + 1) if list(reference[i : i + n]) == tail]
+        if not starts:
+            continue
+        after = [s for s in starts if s + n >= cursor]
+        start = (after[0] if after else starts[-1]) + n
+        return list(reference[start : start + k]), start
+    return list(reference[cursor : cursor + k]), cursor
+
+
+def _cache_argument(llm: nn.Module) -> str:
+    """The forward argument that takes the key/value cache: `cache` in transformers 5, where
+    `past_key_values` is deprecated, `past_key_values` before."""
+    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+@torch.no_grad()
+def generate_with_drafts(
+    llm: nn.Module,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    references: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+    draft_tokens: int = DRAFT_TOKENS,
+) -> list[list[int]]:
+    """Greedy answers of a causal LM for left-padded prompts (B, L, D) with mask (B, L), each
+    row's draft drawn from `references[b]` (token ids it should mostly copy).
+
+    Returns per row the generated ids, ending with its stop id when one was produced (at most
+    `max_new_tokens` ids). The LLM must accept `inputs_embeds`, `attention_mask` (2D, zeros for
+    padding anywhere), `position_ids`, `cache` and `logits_to_keep` (transformers' causal LMs).
+    """
+    if len(references) != inputs_embeds.shape[0]:
+        raise ValueError(f"{inputs_embeds.shape[0]} prompts but {len(references)} references")
+    stops = set(int(s) for s in stop_ids)
+    device = inputs_embeds.device
+    mask = attention_mask.to(torch.long)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = llm(
+        inputs_embeds=inputs_embeds,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache_arg = _cache_argument(llm)
+    cache = getattr(out, cache_arg)
+    first = out.logits[:, -1].argmax(-1).tolist()
+    outputs: list[list[int]] = [[t] for t in first]
+    next_pos = mask.sum(-1)  # (B,) position of each row's next token
+    cursors = [0] * len(first)
+    active = [b for b, t in enumerate(first) if t not in stops and max_new_tokens > 1]
+    if len(active) < len(first):
+        keep = torch.tensor(active, dtype=torch.long, device=device)
+        cache.batch_select_indices(keep)
+        mask, next_pos = mask[keep], next_pos[keep]
+    while active:
+        drafts = []
+        for b in active:
+            room = max_new_tokens - len(outputs[b]) - 1
+            draft, cursor = propose(outputs[b], references[b], cursors[b], min(draft_tokens, room))
+            drafts.append(draft)
+            cursors[b] = cursor
+        width = 1 + max(len(d) for d in drafts)
+        ids = torch.zeros(len(active), width, dtype=torch.long, device=device)
+        new_mask = torch.zeros(len(active), width, dtype=torch.long, device=device)
+        for r, (b, draft) in enumerate(zip(active, drafts, strict=True)):
+            row = [outputs[b][-1], *draft]
+            ids[r, : len(row)] = torch.tensor(row, device=device)
+            new_mask[r, : len(row)] = 1
+        mask = torch.cat([mask, new_mask], dim=1)
+        step_pos = next_pos[:, None] + torch.arange(width, device=device)[None, :]
+        out = llm(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=step_pos,
+            use_cache=True,
+            logits_to_keep=0,
+            **{cache_arg: cache},
+        )
+        cache = getattr(out, cache_arg)
+        predicted = out.logits.argmax(-1).tolist()  # (A, width): the token after each position
+        still: list[int] = []
+        for r, (b, draft) in enumerate(zip(active, drafts, strict=True)):
+            kept = 0
+            while kept < len(draft) and draft[kept] == predicted[r][kept]:
+                kept += 1
+            new = [*draft[:kept], predicted[r][kept]]
+            for j, tok in enumerate(new):
+                if tok in stops:
+                    new = new[: j + 1]
+                    break
+            outputs[b].extend(new)
+            cursors[b] += kept
+            # Fed this call: the last output token and the drafts; the rejected drafts are holes.
+            mask[r, mask.shape[1] - width + 1 + kept :] = 0
+            next_pos[r] += 1 + kept
+            if new[-1] not in stops and len(outputs[b]) < max_new_tokens:
+                still.append(r)
+        if len(still) < len(active):
+            keep = torch.tensor(still, dtype=torch.long, device=device)
+            cache.batch_select_indices(keep)
+            mask, next_pos = mask[keep], next_pos[keep]
+            active = [active[r] for r in still]
+        # Columns that are holes in every remaining row only cost attention: drop them.
+        if active:
+            valid = mask.any(0).nonzero()
+            drop = mask.shape[1] - 1 - int(valid[-1]) if len(valid) else 0
+            if drop > 0:
+                cache.crop(-drop)
+                mask = mask[:, : mask.shape[1] - drop]
+    return outputs
