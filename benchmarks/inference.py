@@ -115,6 +115,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also e2e_all in the other runtime (a second copy of the model)",
     )
     p.add_argument(
+        "--compare-drafts",
+        action="store_true",
+        help="also e2e_all decoding one token per LLM call (no transcript drafts)",
+    )
+    p.add_argument(
         "--batch-size", type=int, default=DECODE_BATCH, help="(a): rows decoded together"
     )
     p.add_argument("--batch-sizes", default="1,8,24", help="(b): batch sizes to compare")
@@ -165,14 +170,20 @@ def manifest_clips(path: Path, n: int | None) -> list[Utterance]:
 
 
 def run_e2e(
-    model: SpeechLLM, clips: list[Utterance], tasks: list[str], batch_size: int
+    model: SpeechLLM,
+    clips: list[Utterance],
+    tasks: list[str],
+    batch_size: int,
+    drafts: bool = True,
 ) -> tuple[list[Prediction], dict[str, float]]:
     """`speechllm infer`'s path: read + encode each clip alone, answer all rows batched
     (`inference.decode.answer`). Returns one prediction per clip and the stage times."""
     with Timer() as enc:
         frames = [f for u in clips for f in encode_clips(model.encoder, [load_audio(str(u.audio))])]
     with Timer() as dec:
-        predictions = answer(model, frames, tasks, batch_size, ids=[u.id for u in clips])
+        predictions = answer(
+            model, frames, tasks, batch_size, ids=[u.id for u in clips], drafts=drafts
+        )
     return predictions, {"encode_s": enc.s, "decode_s": dec.s}
 
 
@@ -396,6 +407,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             THREE,
         ),
     }
+    if args.compare_drafts:
+        # One token per LLM call: what draft-checked decoding (model/draft_decoding.py) saves.
+        pipelines_to_run["e2e_all_one_token_per_call"] = (
+            lambda cs: run_e2e(model, cs, ALL, args.batch_size, drafts=False),
+            ALL,
+        )
     if model_other is not None:
         pipelines_to_run[f"e2e_all_{other}"] = (
             lambda cs: run_e2e(model_other, cs, ALL, args.batch_size),
@@ -439,6 +456,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "e2e_all_over_e2e_asr_ner_sa_wall": pipelines["e2e_all"]["wall_s"]
         / pipelines["e2e_asr_ner_sa"]["wall_s"],
     }
+    if args.compare_drafts:
+        plain = rows_of(answers["e2e_all_one_token_per_call"], ALL)
+        ratios["e2e_all_over_one_token_per_call_wall"] = (
+            pipelines["e2e_all"]["wall_s"] / pipelines["e2e_all_one_token_per_call"]["wall_s"]
+        )
+        ratios["e2e_all_identical_to_one_token_per_call"] = sum(
+            a == b for a, b in zip(rows_of(answers["e2e_all"], ALL), plain, strict=True)
+        )
     int8: dict[str, Any] = {}
     if quantized is not None:
         int8["quantization"] = {**quantized.quantization, "seconds": quantize.s}
@@ -528,6 +553,14 @@ def main(argv: list[str] | None = None) -> int:
         ("E2E asr,ner,sa / cascade wall", r["e2e_asr_ner_sa_over_cascade_wall"]),
         ("E2E all / E2E asr,ner,sa wall", r["e2e_all_over_e2e_asr_ner_sa_wall"]),
     ]
+    if "e2e_all_over_one_token_per_call_wall" in r:
+        rows += [
+            ("E2E all / one token per call wall", r["e2e_all_over_one_token_per_call_wall"]),
+            (
+                "E2E all answers identical to one token per call",
+                f"{r['e2e_all_identical_to_one_token_per_call']} of {f['settings']['clips']}",
+            ),
+        ]
     if f["int8"]:
         q = f["int8"]
         rows.append(("int8: quantize_llm seconds", q["quantization"]["seconds"]))

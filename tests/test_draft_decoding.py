@@ -12,10 +12,10 @@ VOCAB = 64
 STOP = 3
 
 
-def _prompts(batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _prompts(batch: int, seed: int = 0, lengths: list[int] | None = None):  # type: ignore[no-untyped-def]
     """Left-padded random prompt embeddings (B, L, 32) of different lengths, and their mask."""
     g = torch.Generator().manual_seed(seed)
-    lengths = [5 + 3 * i for i in range(batch)]
+    lengths = lengths or [5 + 3 * i for i in range(batch)]
     width = max(lengths)
     x = torch.zeros(batch, width, 32)
     mask = torch.zeros(batch, width, dtype=torch.long)
@@ -114,3 +114,15 @@ def test_model_answers_with_and_without_references_match(model, monkeypatch) -> 
     plain = model.generate_from(speech, lengths, tasks)
     refs = [model.transcript_ids(t) for t in texts]
     assert model.generate_from(speech, lengths, tasks, None, refs) == plain
+
+
+def test_prefill_in_chunks_of_unsorted_prompts_changes_nothing() -> None:
+    llm = tiny_llm(VOCAB, seed=2)
+    lengths = [17, 4, 11, 6, 20]  # not sorted: the answers must come back in this order
+    x, mask = _prompts(5, seed=3, lengths=lengths)
+    want = _greedy(llm, x, mask, 16)
+    for rows in (1, 2, 8):
+        got = generate_with_drafts(
+            llm, x, mask, want, max_new_tokens=16, stop_ids=[STOP], prefill_rows=rows
+        )
+        assert got == want

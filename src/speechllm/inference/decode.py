@@ -74,12 +74,14 @@ def answer(
     batch_size: int = DECODE_BATCH,
     progress: Callable[[int], None] | None = None,
     ids: Sequence[str] | None = None,
+    drafts: bool = True,
 ) -> list[Prediction]:
     """One `Prediction` per clip (frames (T_i, C)): every (clip, task) row decoded in batches
     (`decode`), the answers regrouped per clip and parsed.
 
     `tasks` is the task list of every clip, or one list per clip (a clip with none gets an empty
-    prediction). `ids` name the predictions (default: none). `progress` counts rows.
+    prediction). `ids` name the predictions (default: none). `progress` counts rows; `drafts`
+    as in `decode`.
     """
     per_clip: Sequence[Sequence[str]] = (
         [tasks] * len(clips) if not tasks or isinstance(tasks[0], str) else tasks  # type: ignore[list-item]
@@ -87,7 +89,9 @@ def answer(
     if len(per_clip) != len(clips):
         raise ValueError(f"{len(clips)} clips but {len(per_clip)} task lists")
     rows = [(i, t) for i, ts in enumerate(per_clip) for t in ts]
-    texts = decode(model, [clips[i] for i, _ in rows], [t for _, t in rows], batch_size, progress)
+    texts = decode(
+        model, [clips[i] for i, _ in rows], [t for _, t in rows], batch_size, progress, drafts
+    )
     raw: list[dict[str, str]] = [{} for _ in clips]
     for (i, task), text in zip(rows, texts, strict=True):
         raw[i][task] = text

@@ -28,13 +28,24 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+try:  # transformers >= 4.56: caches hold one DynamicLayer (keys, values) per layer
+    from transformers.cache_utils import DynamicLayer  # noqa: F401
+
+    _LAYERED_CACHE = True
+except ImportError:  # pragma: no cover - older transformers
+    _LAYERED_CACHE = False
+
 DRAFT_TOKENS = 6
 """Transcript tokens offered per row and call (chosen on training speech, docs in
 benchmarks/README.md: fewer wastes calls, more wastes compute on rejected positions)."""
+
+PREFILL_ROWS = 8
+"""Prompts per prefill call (`_prefill`): fewer pad less, more share the weight reads."""
 
 MAX_NGRAM = 3
 """Longest run of last output tokens looked up in the transcript."""
@@ -80,6 +91,7 @@ def generate_with_drafts(
     max_new_tokens: int,
     stop_ids: Sequence[int],
     draft_tokens: int = DRAFT_TOKENS,
+    prefill_rows: int = PREFILL_ROWS,
 ) -> list[list[int]]:
     """Greedy answers of a causal LM for left-padded prompts (B, L, D) with mask (B, L), each
     row's draft drawn from `references[b]` (token ids it should mostly copy).
@@ -93,17 +105,12 @@ def generate_with_drafts(
     stops = set(int(s) for s in stop_ids)
     device = inputs_embeds.device
     mask = attention_mask.to(torch.long)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = llm(
-        inputs_embeds=inputs_embeds,
-        attention_mask=mask,
-        position_ids=positions,
-        use_cache=True,
-        logits_to_keep=1,
-    )
+    # Rows shortest first, so each prefill chunk pads little; answers go back in input order.
+    order = torch.argsort(mask.sum(-1), stable=True).tolist()
+    mask = mask[order]
+    references = [references[i] for i in order]
     cache_arg = _cache_argument(llm)
-    cache = getattr(out, cache_arg)
-    first = out.logits[:, -1].argmax(-1).tolist()
+    cache, first = _prefill(llm, inputs_embeds[order], mask, cache_arg, prefill_rows)
     outputs: list[list[int]] = [[t] for t in first]
     next_pos = mask.sum(-1)  # (B,) position of each row's next token
     cursors = [0] * len(first)
@@ -167,4 +174,49 @@ def generate_with_drafts(
             if drop > 0:
                 cache.crop(-drop)
                 mask = mask[:, : mask.shape[1] - drop]
-    return outputs
+    answers: list[list[int]] = [[] for _ in order]
+    for row, i in enumerate(order):
+        answers[i] = outputs[row]
+    return answers
+
+
+def _prefill(
+    llm: nn.Module, x: torch.Tensor, mask: torch.Tensor, cache_arg: str, rows: int
+) -> tuple[Any, list[int]]:
+    """The prompts (B, L, D) with mask (B, L) run through the LLM, `rows` rows per call, each
+    call without the columns that are padding in all of its rows: (the key/value cache of all
+    B rows over L columns, each row's first answer token).
+
+    Why in chunks: a batch's prompts are padded to its longest, and the padding is computed like
+    any token (one call over 16 of the benchmark's prompts was a third padding). A chunk's cache
+    is then left-padded with zeros to L columns, which the mask hides, so the rows decode
+    together as if prefilled in one call. Caches without per-layer tensors (transformers before
+    the `DynamicLayer` caches) are prefilled in one call.
+    """
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    chunks = [(s, min(s + rows, x.shape[0])) for s in range(0, x.shape[0], max(rows, 1))]
+    if len(chunks) > 1 and not _LAYERED_CACHE:
+        chunks = [(0, x.shape[0])]
+    caches, first = [], []
+    for a, b in chunks:
+        used = mask[a:b].any(0).nonzero()
+        start = int(used[0]) if len(used) else 0
+        out = llm(
+            inputs_embeds=x[a:b, start:],
+            attention_mask=mask[a:b, start:],
+            position_ids=positions[a:b, start:],
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        caches.append((getattr(out, cache_arg), start))
+        first += out.logits[:, -1].argmax(-1).tolist()
+    cache = caches[0][0]
+    if len(caches) > 1:
+        for i, layer in enumerate(cache.layers):
+            for name in ("keys", "values"):
+                parts = [  # (b, heads, T, head_dim), left-padded on T
+                    nn.functional.pad(getattr(c.layers[i], name), (0, 0, start, 0))
+                    for c, start in caches
+                ]
+                setattr(layer, name, torch.cat(parts))
+    return cache, first
