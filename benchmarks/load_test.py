@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,21 @@ def proc_status_kib(pid: int, field: str) -> int | None:
     return None
 
 
+def tree_kib(pid: int, field: str) -> int | None:
+    """`proc_status_kib` summed over the server and its descendants (the model's worker
+    process): the memory `speechllm serve` takes in all. The sum of the peaks of each process,
+    which may be reached at different times: an upper bound on the peak of the whole."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                todo += [int(c) for c in task.read_text().split()]
+    values = [v for v in (proc_status_kib(p, field) for p in pids) if v is not None]
+    return sum(values) if values else None
+
+
 def start_server(args: argparse.Namespace, model: Path, port: int) -> subprocess.Popen[bytes]:
     """`speechllm serve` as a child process (its output goes to `SERVER_LOG`)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -190,11 +206,27 @@ Result = tuple[float, int | str, dict[str, Any] | None, float | None]
 """(latency s, HTTP status or exception name, JSON body when 200, Retry-After s when given)."""
 
 
-async def one_request(client: httpx.AsyncClient, name: str, data: bytes, task: str) -> Result:
+def multipart_body(name: str, data: bytes, task: str) -> tuple[bytes, str]:
+    """The form upload of one request (audio file + task) as bytes, and its content type: built
+    once per clip, so the timed requests measure the server, not the client's encoding."""
+    boundary = f"speechllm-{uuid.uuid4().hex}"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="task"\r\n\r\n{task}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; filename="{name}"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+async def one_request(client: httpx.AsyncClient, body: bytes, content_type: str) -> Result:
     start = time.perf_counter()
     try:
         r = await client.post(
-            "/v1/understand", files={"audio": (name, data, "audio/wav")}, data={"task": task}
+            "/v1/understand", content=body, headers={"content-type": content_type}
         )
     except httpx.HTTPError as exc:
         return time.perf_counter() - start, type(exc).__name__, None, None
@@ -211,7 +243,7 @@ async def one_request(client: httpx.AsyncClient, name: str, data: bytes, task: s
 async def watch_memory(pid: int, peaks: list[int], stop: asyncio.Event) -> None:
     """Keep the largest VmHWM (or psutil RSS) of the server seen while the load runs."""
     while not stop.is_set():
-        hwm = proc_status_kib(pid, "VmHWM")
+        hwm = tree_kib(pid, "VmHWM")
         if hwm is not None and (not peaks or hwm > peaks[0]):
             peaks[:] = [hwm]
         with contextlib.suppress(TimeoutError):
@@ -232,7 +264,10 @@ def percentile(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     model = args.model or shipped_model_dir()
     clips = bench_clips(args.clips)
-    payloads = [(Path(str(u.audio)).name, Path(str(u.audio)).read_bytes()) for u in clips]
+    bodies = [
+        multipart_body(Path(str(u.audio)).name, Path(str(u.audio)).read_bytes(), args.task)
+        for u in clips
+    ]
     durations = [float(u.duration or 0) for u in clips]
     port = args.port or free_port(args.host)
     host = f"[{args.host}]" if ":" in args.host else args.host
@@ -249,18 +284,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             base_url=f"http://{host}:{port}", limits=limits, timeout=timeout
         ) as client:
             startup_s = await wait_healthy(client, proc, args.startup_timeout_s)
-            rss_loaded = proc_status_kib(proc.pid, "VmRSS")
+            rss_loaded = tree_kib(proc.pid, "VmRSS")
             watcher = asyncio.create_task(watch_memory(proc.pid, peaks, stop))
             # The first request pays one-off costs (lazy imports, allocator growth): not timed.
-            warm_latency, warm_status, _, _ = await one_request(client, *payloads[0], args.task)
+            warm_latency, warm_status, _, _ = await one_request(client, *bodies[0])
             if warm_status != 200:
                 raise SystemExit(f"warm-up request failed: {warm_status}")
+            # One open connection per client, as clients that keep their connections alive
+            # have: the timed requests then measure the server, not TCP and httpx set-up.
+            await asyncio.gather(*(client.get("/healthz") for _ in range(args.concurrency)))
             log.print(f"warm-up request: {warm_latency:.2f} s; sending {args.requests} requests")
             gate = asyncio.Semaphore(args.concurrency)
 
             async def client_call(i: int) -> Result:
                 async with gate:
-                    result = await one_request(client, *payloads[i % len(payloads)], args.task)
+                    result = await one_request(client, *bodies[i % len(bodies)])
                     retry_after = result[3]
                     if result[1] == 429 and retry_after and not args.ignore_retry_after:
                         # A polite client: this slot sends nothing until Retry-After has passed.
@@ -278,7 +316,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 health = {}
     finally:
         stop.set()
-        last = proc_status_kib(proc.pid, "VmHWM")
+        last = tree_kib(proc.pid, "VmHWM")
         peak_kib = max([*peaks, last or 0]) or None
         stop_server(proc)
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-import speechllm.serving.batcher
+import speechllm.serving.runner
 import speechllm.serving.server
 from clips import tone, wav_bytes
 from speechllm.cli import app as cli_app
@@ -550,13 +550,13 @@ def test_a_short_clip_passes_ahead_of_the_rest_of_a_long_recording(
     arriving while it is in the model is answered in the next call, not after all its pieces."""
     started, release = paused
     calls = []  # the clips of each model call, by their lengths in samples
-    real_run = speechllm.serving.batcher._run_batch
+    real_run = speechllm.serving.runner.run_batch
 
     def recording(model, items):
         calls.append([len(audio) for audio, _ in items])
         return real_run(model, items)
 
-    monkeypatch.setattr(speechllm.serving.batcher, "_run_batch", recording)
+    monkeypatch.setattr(speechllm.serving.runner, "run_batch", recording)
     short = wav_bytes(tone())
     short_samples = len(decode_audio_bytes(short, "x"))
     app = create_app(model, ServerConfig(max_batch=2, batch_wait_ms=0))
@@ -655,3 +655,32 @@ def test_serve_help_lists_the_limits():
         "--request-timeout-s",
     ):
         assert option in result.output
+
+
+def test_a_model_spec_runs_in_a_worker_process_that_is_replaced_when_it_dies(model, tmp_path):
+    """`speechllm serve`'s way: the model loaded and run in a spawned worker process; its
+    answers are the in-process model's, and a worker killed mid-service fails only its batch."""
+    import os
+    import signal
+
+    from speechllm.serving.runner import ModelSpec
+
+    folder = model.save_pretrained(tmp_path / "model")
+    data = wav_bytes(tone())
+    app = create_app(ModelSpec(str(folder), "torch", threads=1), name="tiny")
+    with TestClient(app) as client:  # starting waits for the worker's model
+        assert client.get("/healthz").json()["model"] == "tiny"
+        r = post(client, data, "asr")
+        assert r.status_code == 200, r.text
+        assert content(r)["transcript"] == expected(model, data, "asr")["transcript"]
+        runner = app.state.batcher.runner
+        (pid,) = list(runner._executor._processes)
+        assert pid != os.getpid()
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        with contextlib.suppress(Exception):
+            post(client, data, "asr")  # the batch sent to the dead worker fails
+        again = post(client, data, "asr")
+        assert again.status_code == 200, again.text
+        assert content(again) == content(r)
+        assert list(runner._executor._processes) != [pid]

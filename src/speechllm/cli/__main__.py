@@ -2,4 +2,7 @@
 
 from speechllm.cli import app
 
-app()
+# Guarded: the server's model worker is a spawned process, which imports this module under
+# another name and must not run the command line again.
+if __name__ == "__main__":
+    app()

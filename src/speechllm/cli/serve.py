@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from speechllm.cli.common import ModelOption, Runtime, RuntimeOption, app, fail, load_model
+from speechllm.cli.common import (
+    ModelOption,
+    Runtime,
+    RuntimeOption,
+    app,
+    fail,
+    load_model,
+    model_dir,
+)
 from speechllm.data.audio import WHISPER_WINDOW_SECONDS
 from speechllm.errors import SpeechLLMError
 
@@ -18,6 +26,13 @@ def serve(
     runtime: RuntimeOption = Runtime.ctranslate2,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            help="Run the model in a worker process (default: the event loop never waits for "
+            "the model's lock, so refusals stay fast) or in a thread of the server."
+        ),
+    ] = True,
     max_upload_mb: Annotated[
         float, typer.Option(help="Largest upload in MiB (larger: 413).")
     ] = 25.0,
@@ -56,7 +71,9 @@ def serve(
     """Serve the model over HTTP: POST /v1/understand (audio + task), GET /healthz, /docs."""
     import uvicorn
 
+    from speechllm.hub.shipped import DEFAULT_MODEL
     from speechllm.serving.config import ServerConfig
+    from speechllm.serving.runner import ModelSpec
     from speechllm.serving.server import create_app
 
     try:
@@ -72,8 +89,13 @@ def serve(
         )
     except SpeechLLMError as exc:
         fail(exc)
-    m = load_model(model, runtime)
-    uvicorn.run(create_app(m, config, name=str(model)), host=host, port=port)
+    if worker:
+        spec = ModelSpec(str(model_dir(model)), Runtime(runtime).value)
+        # The worker's load errors reach the console; the server starts once it is loaded.
+        app_ = create_app(spec, config, name=str(model) if model else DEFAULT_MODEL)
+    else:
+        app_ = create_app(load_model(model, runtime), config, name=str(model))
+    uvicorn.run(app_, host=host, port=port)
 
 
 @app.command()

@@ -8,14 +8,12 @@ import contextlib
 import math
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from speechllm.inference.decode import answer, encode_clips
-from speechllm.model.speechllm import SpeechLLM
 from speechllm.serving.config import ServerConfig
+from speechllm.serving.runner import ModelRunner
 
 
 class BusyError(Exception):
@@ -124,7 +122,8 @@ class _Job:
 class Batcher:
     """Collects queued rows into batches and runs them on the model, one batch at a time."""
 
-    model: SpeechLLM
+    runner: ModelRunner
+    """Where the model runs (`serving.runner`)."""
     config: ServerConfig
     batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=10_000))
     """Rows per model call, for the latest 10,000 calls (for tests and monitoring)."""
@@ -143,8 +142,6 @@ class Batcher:
         self._running: tuple[int, int, float] | None = None
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        # One thread: the model runs one batch at a time, never two concurrently.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speechllm-model")
 
     @property
     def queued(self) -> int:
@@ -271,7 +268,7 @@ class Batcher:
         self._pending.clear()
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.runner.close()
 
     def submit(
         self, clips: list[np.ndarray], tasks: list[str], deadline: float = math.inf
@@ -345,7 +342,7 @@ class Batcher:
             started = time.perf_counter()
             self._running = (rows, len(taken), started)
             try:
-                results = await loop.run_in_executor(self._executor, _run_batch, self.model, items)
+                results = await self.runner.run(items)
             except Exception as exc:  # the model failed: fail these requests, keep serving
                 for job, _, _ in taken:
                     if not job.future.done():
@@ -363,17 +360,3 @@ class Batcher:
                 job.generate_s += generate_s
                 if job.done == job.rows and not job.future.done():
                     job.future.set_result((job.answers, job.encode_s, job.generate_s))
-
-
-def _run_batch(
-    model: SpeechLLM, items: list[tuple[np.ndarray, list[str]]]
-) -> list[tuple[dict[str, str], float, float]]:
-    """Encode all clips in one call and answer every (clip, task) row in one call; per clip its
-    raw answers per task, with the batch's encode and generate seconds."""
-    t0 = time.perf_counter()
-    clips = encode_clips(model.encoder, [audio for audio, _ in items], batch_size=len(items))
-    t1 = time.perf_counter()
-    rows = sum(len(tasks) for _, tasks in items)
-    predictions = answer(model, clips, [tasks for _, tasks in items], batch_size=rows)
-    t2 = time.perf_counter()
-    return [(p.raw, t1 - t0, t2 - t1) for p in predictions]

@@ -36,7 +36,8 @@ queue (`max_queue`) counts rows as well. `GET /healthz` reports the estimate and
 records a clip and shows the answer, entities highlighted in the transcript, and for a long
 recording its entities with their times and a table of its pieces.
 
-Build the app with `create_app(model, ServerConfig(...))`; `speechllm serve` runs it with uvicorn.
+Build the app with `create_app(model, ServerConfig(...))`: a loaded model runs in a thread, a
+`runner.ModelSpec` in a worker process (what `speechllm serve` passes); uvicorn runs it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from speechllm.serving.config import (
     ServerConfig,
     UnderstandResponse,
 )
+from speechllm.serving.runner import ModelRunner, ModelSpec, ProcessRunner, ThreadRunner
 
 # Multipart framing (boundaries, part headers, the task field) on top of the file itself.
 _MULTIPART_SLACK = 64 * 1024
@@ -82,19 +84,27 @@ _PAGE_CSP = (
 
 
 def create_app(
-    model: SpeechLLM, config: ServerConfig | None = None, *, name: str | None = None
+    model: SpeechLLM | ModelSpec, config: ServerConfig | None = None, *, name: str | None = None
 ) -> FastAPI:
-    """The FastAPI app serving `model` (in eval mode) under `config`'s limits.
+    """The FastAPI app serving `model` under `config`'s limits: a loaded model runs in a thread
+    of this process, a `ModelSpec` is loaded and run in a worker process of its own
+    (`serving.runner` says why `speechllm serve` does that).
 
-    `name` is what `/healthz` reports as the model (default: the encoder and LLM it is built on).
+    `name` is what `/healthz` reports as the model (default: the encoder and LLM it is built on,
+    or the spec's model).
     """
     config = config or ServerConfig()
-    model.eval()
-    batcher = Batcher(model, config)
-    model_name = name or f"{Path(model.config.encoder).name}+{Path(model.config.llm).name}"
+    if isinstance(model, ModelSpec):
+        runner: ModelRunner = ProcessRunner(model)
+        model_name = name or model.model or "default"
+    else:
+        runner = ThreadRunner(model)
+        model_name = name or f"{Path(model.config.encoder).name}+{Path(model.config.llm).name}"
+    batcher = Batcher(runner, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runner.start()
         batcher.start()
         try:
             yield
