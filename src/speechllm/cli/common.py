@@ -79,8 +79,14 @@ def main(
     ] = False,
 ) -> None:
     """speechllm: speech in, transcript + named entities + sentiment out."""
+    global VERBOSE
+    VERBOSE = verbose
     if not verbose:
         quiet_libraries()
+
+
+VERBOSE = False
+"""Whether this command runs with `--verbose` (a worker process it starts is quieted likewise)."""
 
 
 def quiet_libraries() -> None:

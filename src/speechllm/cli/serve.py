@@ -15,6 +15,7 @@ from speechllm.cli.common import (
     fail,
     load_model,
     model_dir,
+    quiet_libraries,
 )
 from speechllm.data.audio import WHISPER_WINDOW_SECONDS
 from speechllm.errors import SpeechLLMError
@@ -90,7 +91,13 @@ def serve(
     except SpeechLLMError as exc:
         fail(exc)
     if worker:
-        spec = ModelSpec(str(model_dir(model)), Runtime(runtime).value)
+        from speechllm.cli import common
+
+        spec = ModelSpec(
+            str(model_dir(model)),
+            Runtime(runtime).value,
+            setup=None if common.VERBOSE else quiet_libraries,
+        )
         # The worker's load errors reach the console; the server starts once it is loaded.
         app_ = create_app(spec, config, name=str(model) if model else DEFAULT_MODEL)
     else:

@@ -20,6 +20,7 @@ import asyncio
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -57,6 +58,10 @@ class ModelSpec:
     """Where Whisper runs (`inference.runtime.load_for_inference`)."""
     threads: int | None = None
     """The worker's torch threads; None = torch's default (OMP_NUM_THREADS)."""
+    setup: Callable[[], None] | None = None
+    """Called in the worker before it loads the model (a module-level function: it is pickled
+    by name), e.g. the command line's `quiet_libraries`, which a spawned process does not
+    inherit."""
     nice: int = 5
     """How much lower the worker's CPU priority is than the server's (`os.nice`): where cores
     are short, the event loop's short bursts (a refusal, a health check) run at once and the
@@ -137,7 +142,9 @@ class ProcessRunner:
             ) from exc
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # Waits for a batch still in the worker (a graceful shutdown); not waiting leaves the
+        # pool's semaphores to the resource tracker, which warns about them at exit.
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 ModelRunner = ThreadRunner | ProcessRunner
@@ -148,6 +155,8 @@ _worker_model: SpeechLLM | None = None
 
 def _load_worker_model(spec: ModelSpec) -> None:
     global _worker_model
+    if spec.setup is not None:
+        spec.setup()
     if spec.nice:
         os.nice(spec.nice)
     _worker_model = spec.load()
