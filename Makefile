@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Debian packages of the espeak-ng and festival training voices (data/voices.py).
 VOICE_PACKAGES := espeak-ng festival festvox-kdlpc16k
 
-.PHONY: venv demo model test test-fast lint format clean
+.PHONY: venv demo model acoustic test test-fast lint format clean
 
 $(STAMP): pyproject.toml requirements/models.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,20 @@ model: venv
 	$(BIN)/speechllm data text-corpus --out work/text
 	$(BIN)/speechllm data synth work/text/joint-text.jsonl --out work/joint
 	$(BIN)/speechllm train configs/cpu-whisper-route.yaml --resume
+
+# The CTC route's acoustic side at scale (configs/cpu-ctc-route-10h.yaml, docs/recipe.md): ~10 h
+# of speech from 98 training voices with augmentation, then the acoustic stage. Resumable: run
+# `make acoustic` again after an interruption.
+acoustic: venv
+	$(BIN)/speechllm models fetch whisper-tiny.en
+	$(BIN)/speechllm models fetch smollm2-135m-instruct
+	$(BIN)/speechllm data text-corpus --out work/text
+	mkdir -p work/acoustic10h
+	(awk 'NR % 10 < 7' work/text/slue-train.jsonl; awk 'NR % 6 == 1' work/text/vader-train.jsonl) \
+	  > work/acoustic10h/text.jsonl
+	$(BIN)/speechllm data synth work/acoustic10h/text.jsonl --out work/acoustic10h \
+	  --voice training-voices --augment
+	$(BIN)/speechllm train configs/cpu-ctc-route-10h.yaml --resume
 
 # Every test, the end-to-end ones on the real packaged models included (what CI runs).
 test: venv
