@@ -332,6 +332,22 @@ def test_resume_skips_finished_stages_and_continues_the_current_one(tmp_path, ti
     assert len(readings) == len(TEXTS)
 
 
+def test_a_stage_stopped_for_time_goes_on_when_its_time_is_raised(tmp_path, tiny_dirs):
+    def config(minutes: float) -> RunConfig:
+        stages = [{"name": "acoustic", "kind": "acoustic", "train": {"max_minutes": minutes}}]
+        return _staged(tmp_path, tiny_dirs, "ctc", stages)
+
+    train(config(1e-6))  # stops after its first step
+    run = tmp_path / "run"
+    assert [r["step"] for r in _metrics(run, "00-acoustic")] == [1]
+    train(config(1e-6), resume=True)  # the same limit: finished, skipped
+    assert [r["step"] for r in _metrics(run, "00-acoustic")] == [1]
+    train(config(60.0), resume=True)  # raised: on from step 1 to max_steps (3)
+    assert [r["step"] for r in _metrics(run, "00-acoustic")] == [1, 2, 3]
+    summary = json.loads((run / "stages/00-acoustic/model/train_summary.json").read_text())
+    assert summary["steps"] == 3
+
+
 def test_a_model_of_another_prompt_version_is_refused(whisper_route, tmp_path):
     from speechllm.errors import ModelSourceError
     from speechllm.hub.shipped import CONFIG_FILE

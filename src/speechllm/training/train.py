@@ -56,6 +56,23 @@ def lr_lambda(config: RunConfig):
     return f
 
 
+def _finished(summary: Path, run: RunConfig) -> bool:
+    """Whether a stage's saved run is complete under `run`'s limits: it wrote its summary, and
+    it reached `max_steps` or stopped for time under a `max_minutes` no lower than `run`'s. A
+    stage goes on from its last checkpoint once its `max_minutes` or `max_steps` is raised
+    (summaries written before the limits were recorded count as complete)."""
+    if not summary.is_file():
+        return False
+    record = json.loads(summary.read_text())
+    tc = run.train
+    if record.get("steps", 0) >= tc.max_steps or "max_minutes" not in record:
+        return True
+    before = record["max_minutes"]
+    if before is not None and record["steps"] < record["max_steps"]:  # it stopped for time
+        return tc.max_minutes is not None and tc.max_minutes <= before
+    return False  # max_steps was raised
+
+
 def train(config: RunConfig, resume: bool = False, console: Console | None = None) -> Path:
     """Train per `config`: its stages in order, or one `joint` run when it declares none.
 
@@ -71,7 +88,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     for i, stage in enumerate(config.stages):
         run = config.for_stage(i)  # initialised from the stage before
         done = Path(run.train.output_dir) / "model" / "train_summary.json"
-        if resume and done.is_file():
+        if resume and _finished(done, run):
             console.print(f"[bold]stage {i} ({stage.name})[/]: finished earlier, skipped")
         else:
             console.print(f"[bold]stage {i} ({stage.name}, {stage.kind})[/]")
@@ -317,6 +334,9 @@ def _run(
                 {
                     "steps": step,
                     "minutes": round(minutes, 2),
+                    # The limits it ran under: a resumed stage goes on if they were raised.
+                    "max_steps": tc.max_steps,
+                    "max_minutes": tc.max_minutes,
                     "train_utterances": len(train_utts),
                     "processes": accelerator.num_processes,
                     "stage": stage,
