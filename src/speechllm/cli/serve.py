@@ -90,6 +90,7 @@ def serve(
         )
     except SpeechLLMError as exc:
         fail(exc)
+    name = str(model) if model else DEFAULT_MODEL
     if worker:
         from speechllm.cli import common
 
@@ -99,9 +100,9 @@ def serve(
             setup=None if common.VERBOSE else quiet_libraries,
         )
         # The worker's load errors reach the console; the server starts once it is loaded.
-        app_ = create_app(spec, config, name=str(model) if model else DEFAULT_MODEL)
+        app_ = create_app(spec, config, name=name)
     else:
-        app_ = create_app(load_model(model, runtime), config, name=str(model))
+        app_ = create_app(load_model(model, runtime), config, name=name)
     uvicorn.run(app_, host=host, port=port)
 
 
