@@ -126,3 +126,39 @@ def test_prefill_in_chunks_of_unsorted_prompts_changes_nothing() -> None:
             llm, x, mask, want, max_new_tokens=16, stop_ids=[STOP], prefill_rows=rows
         )
         assert got == want
+
+
+def test_shared_prefix_run_once_changes_nothing() -> None:
+    llm = tiny_llm(VOCAB, seed=4)
+    lengths = [9, 15, 7, 12, 20]
+    x, mask = _prompts(5, seed=6, lengths=lengths)
+    prefix = torch.randn(5, 32, generator=torch.Generator().manual_seed(7))
+    for i, n in enumerate(lengths):  # every row opens with the same 5 vectors
+        x[i, x.shape[1] - n : x.shape[1] - n + 5] = prefix
+    want = _greedy(llm, x, mask, 16)
+    assert any(len(r) > 4 for r in want)
+    for rows in (1, 2, 8):
+        counted = _Counting(llm)
+        got = generate_with_drafts(
+            counted,
+            x,
+            mask,
+            want,
+            max_new_tokens=16,
+            stop_ids=[STOP],
+            prefill_rows=rows,
+            shared_prefix=5,
+        )
+        assert got == want
+    # The prefix really is run once, from the first row: claimed for rows that do not share it,
+    # the other rows answer differently.
+    y, _ = _prompts(5, seed=6, lengths=lengths)
+    unshared = generate_with_drafts(
+        llm, y, mask, want, max_new_tokens=16, stop_ids=[STOP], shared_prefix=5
+    )
+    assert unshared != _greedy(llm, y, mask, 16)
+    # A prefix as long as the shortest prompt leaves it nothing to run: prefilled as before.
+    got = generate_with_drafts(
+        llm, x, mask, want, max_new_tokens=16, stop_ids=[STOP], shared_prefix=7
+    )
+    assert got == want

@@ -26,6 +26,7 @@ transcript from that cursor on is proposed, which is what follows `|` and `[TAG`
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -92,9 +93,13 @@ def generate_with_drafts(
     stop_ids: Sequence[int],
     draft_tokens: int = DRAFT_TOKENS,
     prefill_rows: int = PREFILL_ROWS,
+    shared_prefix: int = 0,
 ) -> list[list[int]]:
     """Greedy answers of a causal LM for left-padded prompts (B, L, D) with mask (B, L), each
     row's draft drawn from `references[b]` (token ids it should mostly copy).
+
+    `shared_prefix`: how many of each row's first (unpadded) input vectors every row shares (the
+    chat template's opening turns); they are run once for the whole batch (`_prefill`).
 
     Returns per row the generated ids, ending with its stop id when one was produced (at most
     `max_new_tokens` ids). The LLM must accept `inputs_embeds`, `attention_mask` (2D, zeros for
@@ -110,7 +115,9 @@ def generate_with_drafts(
     mask = mask[order]
     references = [references[i] for i in order]
     cache_arg = _cache_argument(llm)
-    cache, first = _prefill(llm, inputs_embeds[order], mask, cache_arg, prefill_rows)
+    cache, mask, first = _prefill(
+        llm, inputs_embeds[order], mask, cache_arg, prefill_rows, shared_prefix
+    )
     outputs: list[list[int]] = [[t] for t in first]
     next_pos = mask.sum(-1)  # (B,) position of each row's next token
     cursors = [0] * len(first)
@@ -181,19 +188,42 @@ def generate_with_drafts(
 
 
 def _prefill(
-    llm: nn.Module, x: torch.Tensor, mask: torch.Tensor, cache_arg: str, rows: int
-) -> tuple[Any, list[int]]:
+    llm: nn.Module, x: torch.Tensor, mask: torch.Tensor, cache_arg: str, rows: int, prefix: int = 0
+) -> tuple[Any, torch.Tensor, list[int]]:
     """The prompts (B, L, D) with mask (B, L) run through the LLM, `rows` rows per call, each
     call without the columns that are padding in all of its rows: (the key/value cache of all
-    B rows over L columns, each row's first answer token).
+    B rows, its mask (B, L') and each row's first answer token).
 
     Why in chunks: a batch's prompts are padded to its longest, and the padding is computed like
-    any token (24 benchmark clips: 26.3 s of decoding in one call, 23.8 s in chunks). A chunk's cache
-    is then left-padded with zeros to L columns, which the mask hides, so the rows decode
-    together as if prefilled in one call. Caches without per-layer tensors (transformers before
-    the `DynamicLayer` caches) are prefilled in one call.
+    any token (24 benchmark clips: 26.3 s of decoding in one call, 23.8 s in chunks). A chunk's
+    cache is then left-padded with zeros to the batch's width, which the mask hides, so the rows
+    decode together as if prefilled in one call.
+
+    Why the shared prefix once: every prompt opens with the same chat-template tokens (system
+    turn, user header: 14 of SmolLM2's 28 `all` prompt tokens), whose keys and values do not
+    depend on what follows. With `prefix` > 0 they are computed for one row and copied into each
+    chunk's cache; the cache's columns are then [prefix][padding][rest of the prompt], the mask
+    hiding the padding in the middle. Caches without per-layer tensors (transformers before the
+    `DynamicLayer` caches) are prefilled in one call, prefix included.
     """
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    if not _LAYERED_CACHE:
+        prefix = 0
+    lengths = mask.sum(-1)
+    if prefix > 0 and int(lengths.min()) <= prefix:
+        prefix = 0  # a prompt of no more than the prefix: nothing left to run after it
+    shared = None
+    if prefix > 0:
+        first_col = x.shape[1] - int(lengths[0])
+        out = llm(
+            inputs_embeds=x[:1, first_col : first_col + prefix],
+            attention_mask=mask.new_ones(1, prefix),
+            position_ids=torch.arange(prefix, device=x.device)[None],
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        shared = getattr(out, cache_arg)
+        x, mask = _drop_prefix(x, mask, lengths, prefix)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0) + prefix
     chunks = [(s, min(s + rows, x.shape[0])) for s in range(0, x.shape[0], max(rows, 1))]
     if len(chunks) > 1 and not _LAYERED_CACHE:
         chunks = [(0, x.shape[0])]
@@ -201,12 +231,18 @@ def _prefill(
     for a, b in chunks:
         used = mask[a:b].any(0).nonzero()
         start = int(used[0]) if len(used) else 0
+        past: dict[str, Any] = {}
+        if shared is not None:
+            chunk_cache = copy.deepcopy(shared)
+            chunk_cache.batch_repeat_interleave(b - a)
+            past = {cache_arg: chunk_cache}
         out = llm(
             inputs_embeds=x[a:b, start:],
-            attention_mask=mask[a:b, start:],
+            attention_mask=torch.cat([mask.new_ones(b - a, prefix), mask[a:b, start:]], dim=1),
             position_ids=positions[a:b, start:],
             use_cache=True,
             logits_to_keep=1,
+            **past,
         )
         caches.append((getattr(out, cache_arg), start))
         first += out.logits[:, -1].argmax(-1).tolist()
@@ -214,9 +250,30 @@ def _prefill(
     if len(caches) > 1:
         for i, layer in enumerate(cache.layers):
             for name in ("keys", "values"):
-                parts = [  # (b, heads, T, head_dim), left-padded on T
-                    nn.functional.pad(getattr(c.layers[i], name), (0, 0, start, 0))
-                    for c, start in caches
+                parts = [  # (b, heads, prefix + T, head_dim): padding goes after the prefix
+                    _pad_after(getattr(c.layers[i], name), prefix, start) for c, start in caches
                 ]
                 setattr(layer, name, torch.cat(parts))
-    return cache, first
+    return cache, torch.cat([mask.new_ones(mask.shape[0], prefix), mask], dim=1), first
+
+
+def _drop_prefix(
+    x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor, prefix: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded rows (B, L, D), mask (B, L) without each row's first `prefix` vectors:
+    (B, L - prefix, D) and (B, L - prefix), still left-padded."""
+    width = x.shape[1] - prefix
+    out = x.new_zeros(x.shape[0], width, x.shape[2])
+    out_mask = mask.new_zeros(x.shape[0], width)
+    for b, n in enumerate(lengths.tolist()):
+        out[b, width - (n - prefix) :] = x[b, x.shape[1] - (n - prefix) :]
+        out_mask[b, width - (n - prefix) :] = 1
+    return out, out_mask
+
+
+def _pad_after(t: torch.Tensor, prefix: int, pad: int) -> torch.Tensor:
+    """Cache tensor (b, heads, prefix + T, head_dim) with `pad` zero columns after the prefix."""
+    if pad == 0:
+        return t
+    zeros = t.new_zeros(*t.shape[:2], pad, t.shape[3])
+    return torch.cat([t[:, :, :prefix], zeros, t[:, :, prefix:]], dim=2)

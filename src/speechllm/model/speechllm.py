@@ -303,6 +303,7 @@ class SpeechLLM(PreTrainedModel):
         """
         inputs, mask, _ = self._assemble(speech, lengths, tasks, None, left_pad=True)
         if references is not None and not self.config.repetition_guard:
+            prefixes = {tuple(self.layout.prompt_ids[t][0]) for t in tasks}
             rows = generate_with_drafts(
                 self.llm,
                 inputs,
@@ -310,6 +311,7 @@ class SpeechLLM(PreTrainedModel):
                 references,
                 max_new_tokens=max_new_tokens or self.config.max_new_tokens,
                 stop_ids=self.layout.stop_ids,
+                shared_prefix=len(prefixes.pop()) if len(prefixes) == 1 else 0,
             )
             return self.layout.answers(rows)
         with warnings.catch_warnings():
