@@ -109,8 +109,9 @@ def decode(
 ) -> list[str]:
     """Raw answers for (frames_i (T_i, C), task_i) pairs, batched; order preserved.
 
-    On the whisper route with `drafts`, each row's decoding checks the transcript tokens it
-    reads as drafts, several per LLM call (`model/draft_decoding.py`: greedy's answers, fewer
+    On the whisper route each answer copies Whisper's reading as its transcript where the model
+    says so (`copy_reading`), and with `drafts` each row's decoding checks the transcript tokens
+    it reads as drafts, several per LLM call (`model/draft_decoding.py`: greedy's answers, fewer
     calls); `drafts=False` decodes one token per call.
 
     Items are sorted by length (of the frames, or of Whisper's reading on the whisper route,
@@ -128,9 +129,8 @@ def decode(
         idx = order[start : start + batch_size]
         if readings is not None:
             texts = [readings[id(frames[i])] for i in idx]
-            refs = [model.transcript_ids(t) if t else [] for t in texts] if drafts else None
             outs = model.generate_from(
-                *model.text_speech(texts), [tasks[i] for i in idx], None, refs
+                *model.text_speech(texts), [tasks[i] for i in idx], None, texts, drafts
             )
         else:
             x, lengths = collate_frames([frames[i] for i in idx])

@@ -80,6 +80,8 @@ class SpeechLLMConfig(PreTrainedConfig):
     """Generation length limit at inference."""
     repetition_guard: int = _DEFAULT.repetition_guard
     """n-gram size never repeated at inference (`no_repeat_ngram_size`); 0 = off."""
+    copy_reading: bool = _DEFAULT.copy_reading
+    """`whisper` route: answers copy Whisper's reading as their transcript (`ModelConfig`)."""
     prompt_version: int = PROMPT_VERSION
     """Version of the prompts and answer formats the model was trained on; loading a model of
     another version is refused (it would answer formats this code does not parse)."""

@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from speechllm.model.answer_grammar import CANDIDATES, GrammarChooser, ReadingGrammar
+
 try:  # transformers >= 4.56: caches hold one DynamicLayer (keys, values) per layer
     from transformers.cache_utils import DynamicLayer  # noqa: F401
 
@@ -94,12 +96,17 @@ def generate_with_drafts(
     draft_tokens: int = DRAFT_TOKENS,
     prefill_rows: int = PREFILL_ROWS,
     shared_prefix: int = 0,
+    grammars: Sequence[ReadingGrammar] | None = None,
+    chooser: GrammarChooser | None = None,
 ) -> list[list[int]]:
     """Greedy answers of a causal LM for left-padded prompts (B, L, D) with mask (B, L), each
     row's draft drawn from `references[b]` (token ids it should mostly copy).
 
     `shared_prefix`: how many of each row's first (unpadded) input vectors every row shares (the
     chat template's opening turns); they are run once for the whole batch (`_prefill`).
+    `grammars` (one per row, with the `chooser` that applies them): each token is the
+    highest-scoring one the row's grammar allows (`answer_grammar.py`) instead of the argmax.
+    `draft_tokens=0` decodes one token per call.
 
     Returns per row the generated ids, ending with its stop id when one was produced (at most
     `max_new_tokens` ids). The LLM must accept `inputs_embeds`, `attention_mask` (2D, zeros for
@@ -107,6 +114,8 @@ def generate_with_drafts(
     """
     if len(references) != inputs_embeds.shape[0]:
         raise ValueError(f"{inputs_embeds.shape[0]} prompts but {len(references)} references")
+    if grammars is not None and (chooser is None or len(grammars) != len(references)):
+        raise ValueError("grammars need a chooser and one grammar per prompt")
     stops = set(int(s) for s in stop_ids)
     device = inputs_embeds.device
     mask = attention_mask.to(torch.long)
@@ -114,10 +123,16 @@ def generate_with_drafts(
     order = torch.argsort(mask.sum(-1), stable=True).tolist()
     mask = mask[order]
     references = [references[i] for i in order]
+    rules = [grammars[i] for i in order] if grammars is not None else None
     cache_arg = _cache_argument(llm)
-    cache, mask, first = _prefill(
+    cache, mask, last = _prefill(
         llm, inputs_embeds[order], mask, cache_arg, prefill_rows, shared_prefix
     )
+    top = last.topk(CANDIDATES, dim=-1).indices.tolist() if rules is not None else None
+    first = [
+        chooser.pick(rules[b], [], top[b]) if rules is not None and chooser and top else int(t)
+        for b, t in enumerate(last.argmax(-1).tolist())
+    ]
     outputs: list[list[int]] = [[t] for t in first]
     next_pos = mask.sum(-1)  # (B,) position of each row's next token
     cursors = [0] * len(first)
@@ -152,12 +167,21 @@ def generate_with_drafts(
         )
         cache = getattr(out, cache_arg)
         predicted = out.logits.argmax(-1).tolist()  # (A, width): the token after each position
+        top = out.logits.topk(CANDIDATES, dim=-1).indices.tolist() if rules is not None else None
         still: list[int] = []
         for r, (b, draft) in enumerate(zip(active, drafts, strict=True)):
             kept = 0
-            while kept < len(draft) and draft[kept] == predicted[r][kept]:
-                kept += 1
-            new = [*draft[:kept], predicted[r][kept]]
+            while True:
+                choice = (
+                    chooser.pick(rules[b], [*outputs[b], *draft[:kept]], top[r][kept])
+                    if rules is not None and chooser is not None and top is not None
+                    else predicted[r][kept]
+                )
+                if kept < len(draft) and draft[kept] == choice:
+                    kept += 1
+                    continue
+                break
+            new = [*draft[:kept], choice]
             for j, tok in enumerate(new):
                 if tok in stops:
                     new = new[: j + 1]
@@ -189,10 +213,10 @@ def generate_with_drafts(
 
 def _prefill(
     llm: nn.Module, x: torch.Tensor, mask: torch.Tensor, cache_arg: str, rows: int, prefix: int = 0
-) -> tuple[Any, torch.Tensor, list[int]]:
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
     """The prompts (B, L, D) with mask (B, L) run through the LLM, `rows` rows per call, each
     call without the columns that are padding in all of its rows: (the key/value cache of all
-    B rows, its mask (B, L') and each row's first answer token).
+    B rows, its mask (B, L') and the logits (B, V) of each row's first answer token).
 
     Why in chunks: a batch's prompts are padded to its longest, and the padding is computed like
     any token (24 benchmark clips: 26.3 s of decoding in one call, 23.8 s in chunks). A chunk's
@@ -227,7 +251,7 @@ def _prefill(
     chunks = [(s, min(s + rows, x.shape[0])) for s in range(0, x.shape[0], max(rows, 1))]
     if len(chunks) > 1 and not _LAYERED_CACHE:
         chunks = [(0, x.shape[0])]
-    caches, first = [], []
+    caches, last = [], []
     for a, b in chunks:
         used = mask[a:b].any(0).nonzero()
         start = int(used[0]) if len(used) else 0
@@ -245,7 +269,7 @@ def _prefill(
             **past,
         )
         caches.append((getattr(out, cache_arg), start))
-        first += out.logits[:, -1].argmax(-1).tolist()
+        last.append(out.logits[:, -1])
     cache = caches[0][0]
     if len(caches) > 1:
         for i, layer in enumerate(cache.layers):
@@ -254,7 +278,7 @@ def _prefill(
                     _pad_after(getattr(c.layers[i], name), prefix, start) for c, start in caches
                 ]
                 setattr(layer, name, torch.cat(parts))
-    return cache, torch.cat([mask.new_ones(mask.shape[0], prefix), mask], dim=1), first
+    return cache, torch.cat([mask.new_ones(mask.shape[0], prefix), mask], dim=1), torch.cat(last)
 
 
 def _drop_prefix(

@@ -23,10 +23,11 @@ from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from speechllm.config import LoraSettings, ModelConfig, TextNoiseConfig
 from speechllm.model.adapter import build_adapter
+from speechllm.model.answer_grammar import GrammarChooser, ReadingGrammar
 from speechllm.model.batch import Batch
 from speechllm.model.configuration import SpeechLLMConfig
 from speechllm.model.ctc import CTCHead
-from speechllm.model.draft_decoding import generate_with_drafts
+from speechllm.model.draft_decoding import DRAFT_TOKENS, generate_with_drafts
 from speechllm.model.encoder import SpeechEncoder
 from speechllm.model.llm_inputs import PromptLayout
 from speechllm.model.regularizer import ClassifierHeads
@@ -293,25 +294,34 @@ class SpeechLLM(PreTrainedModel):
         lengths: torch.Tensor,
         tasks: list[str],
         max_new_tokens: int | None = None,
-        references: list[list[int]] | None = None,
+        readings: list[str] | None = None,
+        drafts: bool = True,
     ) -> list[str]:
         """Greedy answers from what the LLM reads for the speech (B, N, D), lengths (B,).
 
-        `references` (per row, the token ids the LLM reads as its transcript, on the whisper
-        route) let it check several copied tokens per call (`draft_decoding.py`); without them,
-        or with the repetition guard on, transformers' `generate` decodes one token per call.
+        `readings` (per row, the transcript the LLM reads, on the whisper route): with
+        `config.copy_reading` each answer's transcript copies it (`answer_grammar.py`); with
+        `drafts` each call checks the next copied tokens of several positions at once
+        (`draft_decoding.py`). Without readings, or with the repetition guard on, transformers'
+        `generate` decodes one token per call.
         """
         inputs, mask, _ = self._assemble(speech, lengths, tasks, None, left_pad=True)
-        if references is not None and not self.config.repetition_guard:
+        if readings is not None and not self.config.repetition_guard:
             prefixes = {tuple(self.layout.prompt_ids[t][0]) for t in tasks}
+            grammars = None
+            if self.config.copy_reading:
+                grammars = [ReadingGrammar(t, r) for t, r in zip(tasks, readings, strict=True)]
             rows = generate_with_drafts(
                 self.llm,
                 inputs,
                 mask,
-                references,
+                [self.transcript_ids(r) if r else [] for r in readings],
                 max_new_tokens=max_new_tokens or self.config.max_new_tokens,
                 stop_ids=self.layout.stop_ids,
+                draft_tokens=DRAFT_TOKENS if drafts else 0,
                 shared_prefix=len(prefixes.pop()) if len(prefixes) == 1 else 0,
+                grammars=grammars,
+                chooser=GrammarChooser(self.tokenizer, self.layout.stop_ids),
             )
             return self.layout.answers(rows)
         with warnings.catch_warnings():
