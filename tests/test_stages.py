@@ -415,3 +415,28 @@ def test_overrides_into_the_stage_list_are_refused_clearly(tmp_path):
                 "stages": [{"name": "a", "kind": "joint", "train": {"ctc_weight": 0.0}}],
             }
         )
+
+
+def test_joint_answers_on_readings_keep_the_entities_the_reading_holds():
+    from speechllm.training.batches import on_readings
+
+    gold = Utterance(
+        "u1",
+        "a.wav",
+        2.0,
+        "the eib met in brussels",
+        entities=[("ORG", "eib"), ("PLACE", "brussels")],
+        sentiment="Neutral",
+    )
+    unlabelled = Utterance("u2", "b.wav", 2.0, "hello there")
+    got = on_readings(
+        [gold, unlabelled], {"a.wav": "the i have met in brussels", "b.wav": "hello there"}
+    )
+    assert got[0].text == "the i have met in brussels"
+    assert got[0].entities == [("PLACE", "brussels")] and got[0].sentiment == "Neutral"
+    assert got[1].entities is None and gold.text == "the eib met in brussels"  # a copy
+    # The `all` answer a reading-copying model is taught: markup on what it reads.
+    assert (
+        examples_for(got, ["all"])["all"][0].answer
+        == "Neutral | the i have met in [PLACE brussels]"
+    )

@@ -4,8 +4,10 @@ processes, the `whisper` route's transcripts, and the `Batch` of a list of examp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 
 from accelerate import Accelerator
@@ -95,6 +97,25 @@ def whisper_readings(
             os.replace(tmp, path)
             p.advance(bar, len(chunk))
     return readings
+
+
+def on_readings(utts: list[Utterance], readings: dict[str, str]) -> list[Utterance]:
+    """The utterances with Whisper's reading as their text and only the gold entities whose
+    phrase the reading holds as whole words: the answers a model that copies its reading
+    (`model.copy_reading`) can give, so the joint stage teaches where markup goes in what the
+    model will copy, not how to rewrite the reading. Sentiment is kept."""
+    out = []
+    for u in utts:
+        reading = readings[u.audio or ""]
+        entities = None
+        if u.entities is not None:
+            entities = [
+                (tag, phrase)
+                for tag, phrase in u.entities
+                if re.search(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)", reading)
+            ]
+        out.append(dataclasses.replace(u, text=reading, entities=entities))
+    return out
 
 
 def build_cache(

@@ -32,7 +32,13 @@ from speechllm.inference.evaluate import evaluate
 from speechllm.model.ctc import ctc_vocabulary
 from speechllm.model.saving import write_model_dir
 from speechllm.model.speechllm import SpeechLLM
-from speechllm.training.batches import build_cache, load_utterances, make_batch, whisper_readings
+from speechllm.training.batches import (
+    build_cache,
+    load_utterances,
+    make_batch,
+    on_readings,
+    whisper_readings,
+)
 from speechllm.training.checkpoints import (
     checkpoint_error,
     latest_checkpoint,
@@ -178,6 +184,8 @@ def _run(
         if kind == "joint" and whisper
         else None
     )
+    if readings is not None and config.model.copy_reading:
+        examples = examples_for(on_readings(train_utts, readings), dc.tasks)
 
     params = [p for p in model.parameters() if p.requires_grad]
     lora = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
