@@ -8,6 +8,8 @@ Modules:
 - `batch`: `Batch` (the forward's inputs) and `collate_frames` (padding frames into it).
 - `llm_inputs`: the prompt layout around the speech, the stop token, answers from generated ids.
 - `draft_decoding`: greedy decoding that checks transcript tokens copied as drafts, several per call.
+- `answer_grammar`: well-formed answers whose transcript copies the reading, and greedy choice under it.
+- `lora`: LoRA on the LLM (peft).
 - `text_noise`: transcripts standing in for speech.
 - `encoder`: the frozen Whisper encoder, run on the clip's real length.
 - `adapter`: the adapter: encoder frames -> LLM input embeddings.

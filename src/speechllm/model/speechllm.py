@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from speechllm.config import LoraSettings, ModelConfig, TextNoiseConfig
+from speechllm.config import ModelConfig, TextNoiseConfig
 from speechllm.model.adapter import build_adapter
 from speechllm.model.answer_grammar import GrammarChooser, ReadingGrammar
 from speechllm.model.batch import Batch
@@ -30,6 +30,7 @@ from speechllm.model.ctc import CTCHead
 from speechllm.model.draft_decoding import DRAFT_TOKENS, generate_with_drafts
 from speechllm.model.encoder import SpeechEncoder
 from speechllm.model.llm_inputs import PromptLayout
+from speechllm.model.lora import add_lora
 from speechllm.model.regularizer import ClassifierHeads
 from speechllm.model.saving import (
     load_trained_state,
@@ -85,7 +86,7 @@ class SpeechLLM(PreTrainedModel):
             else None
         )
         if config.lora.enabled:
-            llm = _add_lora(llm, config.lora)
+            llm = add_lora(llm, config.lora)
         self.llm = llm
         self.layout = PromptLayout(tokenizer)
         self._near = NearTokens()
@@ -413,19 +414,6 @@ class SpeechLLM(PreTrainedModel):
             t = parts.setdefault(part, [0, 0])
             t[0 if p.requires_grad else 1] += p.numel()
         return [(k, v[0], v[1]) for k, v in parts.items()]
-
-
-def _add_lora(llm: PreTrainedModel, settings: LoraSettings) -> nn.Module:
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        r=settings.r,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=list(settings.target_modules),
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(llm, config)
 
 
 # `AutoModel.from_pretrained(folder)` loads a saved SpeechLLM.
