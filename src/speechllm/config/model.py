@@ -132,9 +132,8 @@ class ModelConfig:
     """`whisper` route, at inference: the transcript in an answer copies Whisper's reading word
     for word; the LLM chooses the sentiment, where entity markup opens and closes and its tag
     (`answer_grammar.py`: on the benchmark the free rewrite scored 8.9% WER against the
-    reading's 6.0%, losing words). False lets the LLM rewrite the reading. Training follows it:
-    a joint stage's answers are then written on Whisper's readings of its clips (the gold
-    entities the reading holds, the gold sentiment), not on the gold transcripts."""
+    reading's 6.0%, losing words). False lets the LLM rewrite the reading. Training is the same
+    either way (`train.joint_answers` picks what a joint stage teaches)."""
 
     def validate(self) -> None:
         """Range and cross-field checks of the model alone (ConfigError); `RunConfig.validate`

@@ -129,6 +129,12 @@ class TrainConfig:
     """A run directory, model folder or shipped model's name (`--model` names) whose trained
     weights (adapter, LoRA, classifier heads where both models have them) initialise this run
     (fine-tuning)."""
+    joint_answers: Literal["gold", "reading"] = "gold"
+    """`whisper` route, `joint` stage: the answers it teaches. `gold`: written on the gold
+    transcript, so the LLM also learns to mend Whisper's reading. `reading`: written on Whisper's
+    reading of the clip (the gold entities it holds, the gold sentiment), what a model that copies
+    its reading (`model.copy_reading`) answers. Measured once each (docs/recipe.md): `gold` scored
+    the better SLUE score; both are kept to compare."""
     feature_cache: str | None = None
     """Folder of cached encoder outputs; default `$SPEECHLLM_CACHE/features`."""
     text_noise: TextNoiseConfig = field(default_factory=TextNoiseConfig)

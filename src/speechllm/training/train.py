@@ -184,7 +184,7 @@ def _run(
         if kind == "joint" and whisper
         else None
     )
-    if readings is not None and config.model.copy_reading:
+    if readings is not None and tc.joint_answers == "reading":
         examples = examples_for(on_readings(train_utts, readings), dc.tasks)
 
     params = [p for p in model.parameters() if p.requires_grad]
