@@ -15,8 +15,8 @@ The grammar per task (the formats of `prompts.py`):
 - `ner`: the reading with `[TAG ` ... `]` around non-empty, non-nested runs of whole words;
 - `all`: a sentiment word, `|`, then the `ner` answer.
 
-Blanks are single spaces (the trained format); where they fall is free, as the parsers
-normalise it.
+Blanks are single spaces, as trained (no run of blanks to the length limit); around markup
+they may be there or not, the parsers normalise them.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class ReadingGrammar:
             # where the reading goes on with a non-ASCII character (a wrong byte is caught when
             # the character is whole).
             rest = self._state(cut)
-            return rest if rest and ord(rest[0]) > 127 else None
+            return rest if rest.strip() and ord(rest.lstrip()[0]) > 127 else None
         if "  " in text or any(c.isspace() and c != " " for c in text):
             return None  # one space between words, as trained: no run of blanks to the limit
         if self.task == "sa":
