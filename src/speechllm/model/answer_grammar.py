@@ -141,7 +141,7 @@ def _sentiment(text: str, after: str) -> str | None:
         if word == name and text.rstrip() != text and after:
             return after.strip()  # "Neutral " then the separator
         if whole.startswith(word) and (text.rstrip() == text or not word):
-            return whole[len(word) :] if word else whole
+            return whole[len(word) :]
     return None
 
 

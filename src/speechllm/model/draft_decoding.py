@@ -77,6 +77,31 @@ def propose(
     return list(reference[cursor : cursor + k]), cursor
 
 
+def _choose(
+    logits: torch.Tensor,
+    positions: int,
+    output: list[int],
+    rules: Sequence[ReadingGrammar] | None,
+    chooser: GrammarChooser | None,
+    row: int,
+    draft: Sequence[int] = (),
+) -> list[int]:
+    """The greedy token after each of the first `positions` positions of one row's logits
+    (W, V), position j following `output` + `draft[:j]`: the argmax, or under `rules[row]` the
+    best token it allows. Stops at the first position that leaves the draft (later ones are not
+    kept); with `positions` 0, the one token after `output` (logits (1, V))."""
+    positions = max(positions, 1)
+    if rules is None or chooser is None:
+        return logits[:positions].argmax(-1).tolist()
+    top = logits[:positions].topk(CANDIDATES, dim=-1).indices.tolist()
+    out: list[int] = []
+    for j in range(positions):
+        out.append(chooser.pick(rules[row], [*output, *draft[:j]], top[j]))
+        if j >= len(draft) or out[-1] != draft[j]:
+            break
+    return out
+
+
 def _cache_argument(llm: nn.Module) -> str:
     """The forward argument that takes the key/value cache: `cache` in transformers 5, where
     `past_key_values` is deprecated, `past_key_values` before."""
@@ -128,11 +153,7 @@ def generate_with_drafts(
     cache, mask, last = _prefill(
         llm, inputs_embeds[order], mask, cache_arg, prefill_rows, shared_prefix
     )
-    top = last.topk(CANDIDATES, dim=-1).indices.tolist() if rules is not None else None
-    first = [
-        chooser.pick(rules[b], [], top[b]) if rules is not None and chooser and top else int(t)
-        for b, t in enumerate(last.argmax(-1).tolist())
-    ]
+    first = [_choose(last[b : b + 1], 0, [], rules, chooser, b)[0] for b in range(len(order))]
     outputs: list[list[int]] = [[t] for t in first]
     next_pos = mask.sum(-1)  # (B,) position of each row's next token
     cursors = [0] * len(first)
@@ -166,22 +187,14 @@ def generate_with_drafts(
             **{cache_arg: cache},
         )
         cache = getattr(out, cache_arg)
-        predicted = out.logits.argmax(-1).tolist()  # (A, width): the token after each position
-        top = out.logits.topk(CANDIDATES, dim=-1).indices.tolist() if rules is not None else None
         still: list[int] = []
         for r, (b, draft) in enumerate(zip(active, drafts, strict=True)):
+            # The token after each position (width,), under the row's grammar where given.
+            choices = _choose(out.logits[r], len(draft) + 1, outputs[b], rules, chooser, b, draft)
             kept = 0
-            while True:
-                choice = (
-                    chooser.pick(rules[b], [*outputs[b], *draft[:kept]], top[r][kept])
-                    if rules is not None and chooser is not None and top is not None
-                    else predicted[r][kept]
-                )
-                if kept < len(draft) and draft[kept] == choice:
-                    kept += 1
-                    continue
-                break
-            new = [*draft[:kept], choice]
+            while kept < len(draft) and draft[kept] == choices[kept]:
+                kept += 1
+            new = [*draft[:kept], choices[kept]]
             for j, tok in enumerate(new):
                 if tok in stops:
                     new = new[: j + 1]

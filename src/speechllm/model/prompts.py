@@ -71,6 +71,12 @@ _BRACKET_RE = re.compile(r"\[[^\[\]]*\]?|\]")
 _SPACES = re.compile(r"\s+")
 
 
+def phrase_pattern(phrase: str) -> re.Pattern[str]:
+    """`phrase` as whole words: not preceded or followed by a word character (punctuation may
+    follow it, as in "by the eu.")."""
+    return re.compile(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)")
+
+
 def format_ner(text: str, entities: list[tuple[str, str]]) -> str:
     """Insert `[TAG phrase]` markup into `text` at each entity's place in the transcript.
 
@@ -83,7 +89,7 @@ def format_ner(text: str, entities: list[tuple[str, str]]) -> str:
     spans: list[tuple[int, int, str]] = []
     missing: list[str] = []
     for tag, phrase in entities:
-        pattern = re.compile(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)")
+        pattern = phrase_pattern(phrase)
         # Every occurrence, overlapping ones too (finditer skips those): in "the the the" the
         # phrase "the the" must still find words 2-3 when word 1 is taken.
         pos = 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from pathlib import Path
 
 from accelerate import Accelerator
@@ -17,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from speechllm.config import SpecAugmentConfig
 from speechllm.data.manifest import Utterance, read_manifest
 from speechllm.model.batch import collate_frames
+from speechllm.model.prompts import phrase_pattern
 from speechllm.model.speechllm import Batch, SpeechLLM
 from speechllm.training.features import FeatureCache
 from speechllm.training.sampler import Example, spec_augment
@@ -112,7 +112,7 @@ def on_readings(utts: list[Utterance], readings: dict[str, str]) -> list[Utteran
             entities = [
                 (tag, phrase)
                 for tag, phrase in u.entities
-                if re.search(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)", reading)
+                if phrase_pattern(phrase).search(reading)
             ]
         out.append(dataclasses.replace(u, text=reading, entities=entities))
     return out
