@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 from bench_common import (
     ROOT,
     bench_clips,
@@ -185,7 +185,7 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def wait_healthy(
-    client: httpx.AsyncClient, proc: subprocess.Popen[bytes], timeout_s: float
+    client: aiohttp.ClientSession, proc: subprocess.Popen[bytes], timeout_s: float
 ) -> float:
     """Seconds until /healthz answered 200 (the model is loaded); SystemExit if it never does."""
     start = time.perf_counter()
@@ -193,10 +193,10 @@ async def wait_healthy(
         if proc.poll() is not None:
             raise SystemExit(f"the server exited with code {proc.returncode}; see {SERVER_LOG}")
         try:
-            r = await client.get("/healthz", timeout=2.0)
-            if r.status_code == 200:
-                return time.perf_counter() - start
-        except httpx.TransportError:
+            async with client.get("/healthz", timeout=aiohttp.ClientTimeout(total=2.0)) as r:
+                if r.status == 200:
+                    return time.perf_counter() - start
+        except (aiohttp.ClientError, TimeoutError):
             pass  # not listening yet
         await asyncio.sleep(0.25)
     raise SystemExit(f"the server did not answer /healthz within {timeout_s:g} s")
@@ -222,22 +222,34 @@ def multipart_body(name: str, data: bytes, task: str) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-async def one_request(client: httpx.AsyncClient, body: bytes, content_type: str) -> Result:
+async def one_request(client: aiohttp.ClientSession, body: bytes, content_type: str) -> Result:
     start = time.perf_counter()
     try:
-        r = await client.post(
-            "/v1/understand", content=body, headers={"content-type": content_type}
-        )
-    except httpx.HTTPError as exc:
+        async with client.post(
+            "/v1/understand", data=body, headers={"content-type": content_type}
+        ) as r:
+            payload = await r.json() if r.status == 200 else None
+            latency = time.perf_counter() - start
+            retry_after = r.headers.get("retry-after")
+            status = r.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
         return time.perf_counter() - start, type(exc).__name__, None, None
-    latency = time.perf_counter() - start
-    retry_after = r.headers.get("retry-after")
     return (
         latency,
-        r.status_code,
-        r.json() if r.status_code == 200 else None,
+        status,
+        payload,
         float(retry_after) if retry_after and retry_after.isdigit() else None,
     )
+
+
+async def get_json(
+    client: aiohttp.ClientSession, path: str, timeout_s: float = 30.0
+) -> dict[str, Any]:
+    """GET `path`, its JSON body (the response is read in full: its connection goes back to the
+    pool for the next request)."""
+    async with client.get(path, timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
+        r.raise_for_status()
+        return dict(await r.json())
 
 
 async def watch_memory(pid: int, peaks: list[int], stop: asyncio.Event) -> None:
@@ -273,15 +285,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     host = f"[{args.host}]" if ":" in args.host else args.host
     proc = start_server(args, model, port)
     log.print(f"server pid {proc.pid} on {args.host}:{port}, model {model}")
-    limits = httpx.Limits(
-        max_connections=args.concurrency, max_keepalive_connections=args.concurrency
-    )
-    timeout = httpx.Timeout(args.request_timeout_s + 60)
+    # The client is aiohttp, not httpx: on this 2-core machine the client shares the cores with
+    # the server, and httpx's per-request cost put a burst of 32 refusals at p95 107-122 ms
+    # where aiohttp (C-accelerated) measured 20-30 ms against the same server (benchmarks/README).
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    timeout = aiohttp.ClientTimeout(total=args.request_timeout_s + 60)
     peaks: list[int] = []
     stop = asyncio.Event()
     try:
-        async with httpx.AsyncClient(
-            base_url=f"http://{host}:{port}", limits=limits, timeout=timeout
+        async with aiohttp.ClientSession(
+            f"http://{host}:{port}", connector=connector, timeout=timeout
         ) as client:
             startup_s = await wait_healthy(client, proc, args.startup_timeout_s)
             rss_loaded = tree_kib(proc.pid, "VmRSS")
@@ -291,8 +304,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if warm_status != 200:
                 raise SystemExit(f"warm-up request failed: {warm_status}")
             # One open connection per client, as clients that keep their connections alive
-            # have: the timed requests then measure the server, not TCP and httpx set-up.
-            await asyncio.gather(*(client.get("/healthz") for _ in range(args.concurrency)))
+            # have: the timed requests then measure the server, not TCP set-up.
+            await asyncio.gather(*(get_json(client, "/healthz") for _ in range(args.concurrency)))
             log.print(f"warm-up request: {warm_latency:.2f} s; sending {args.requests} requests")
             gate = asyncio.Semaphore(args.concurrency)
 
@@ -311,8 +324,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             stop.set()
             await watcher
             try:
-                health = (await client.get("/healthz", timeout=10.0)).json()
-            except (httpx.HTTPError, ValueError):
+                health = await get_json(client, "/healthz", timeout_s=10.0)
+            except (aiohttp.ClientError, TimeoutError, ValueError):
                 health = {}
     finally:
         stop.set()

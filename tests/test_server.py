@@ -1,6 +1,7 @@
 """The HTTP server on a tiny model: answers, batching, limits, admission control and bad
 uploads (no uvicorn)."""
 
+import asyncio
 import contextlib
 import json
 import math
@@ -23,8 +24,9 @@ from speechllm.data.audio import decode_audio_bytes
 from speechllm.errors import ConfigError
 from speechllm.inference.longform import join_results, split_speech
 from speechllm.model.answers import parse_answers
-from speechllm.serving.batcher import ServiceEstimate
+from speechllm.serving.batcher import Batcher, OverloadedError, ServiceEstimate
 from speechllm.serving.config import ServerConfig
+from speechllm.serving.runner import ThreadRunner
 from speechllm.serving.server import create_app
 from test_longform import alone, concatenate, librispeech_clips
 
@@ -62,6 +64,7 @@ def test_healthz_and_openapi(model):
         "queue": 0,
         "queued_rows": 0,
         "in_model": 0,
+        "admitted": 0,
         "service_seconds_per_row": ServerConfig().prior_seconds_per_row,
         "service_seconds_per_request": ServerConfig().prior_seconds_per_row,
         "measured_batches": 0,
@@ -417,6 +420,80 @@ def test_the_timeout_reserve_refuses_a_request_planned_to_end_inside_it(
         release.set()
         assert first.result().status_code == 200
         assert second.result().status_code == status
+
+
+def test_admitted_uploads_count_before_they_are_queued():
+    """A request admitted before its upload is read holds its row in the plan: the requests of a
+    burst are judged with those admitted just before them, queued or not."""
+    config = ServerConfig(
+        max_batch=1,
+        batch_wait_ms=0,
+        request_timeout_s=10,
+        prior_seconds_per_row=3,
+        timeout_reserve=0,
+    )
+    batcher = Batcher(ThreadRunner.__new__(ThreadRunner), config)
+    now = time.perf_counter()
+    # 3 s a row, one row per call: the third ends after 9 s, the fourth after 12 s (> 10 s).
+    tickets = [batcher.hold(1, now + 10) for _ in range(3)]
+    assert batcher.admitted == 3 and batcher.queued_rows == 0
+    with pytest.raises(OverloadedError):
+        batcher.hold(1, now + 10)
+    batcher.release(tickets[0])
+    batcher.release(tickets[0])  # a second release is a no-op
+    fourth = batcher.hold(1, now + 10)
+    # Its own check does not count its hold twice; another request's does.
+    batcher.check(1, now + 10, fourth)
+    with pytest.raises(OverloadedError):
+        batcher.check(1, now + 10)
+
+    async def queue_it() -> None:
+        batcher.start = lambda: None  # no worker: the rows stay queued
+        batcher._wakeup = asyncio.Event()
+        batcher.submit([np.zeros(16000, np.float32)], ["asr"], now + 10, hold=fourth)
+
+    asyncio.run(queue_it())
+    # The hold became a queued row (its place in the order kept), not an extra one.
+    assert batcher.admitted == 2 and batcher.queued_rows == 1
+    assert batcher._pending[0].order == fourth
+    assert batcher.refused == 2
+
+
+def test_a_request_whose_upload_is_still_read_is_counted_in_admission(model, monkeypatch):
+    """While the first upload of a burst is being decoded (nothing queued yet), the second is
+    refused at once if the two would not both be answered in time; the hold is gone once the
+    first is answered, and a failed upload's hold is gone too."""
+    decoding, go = threading.Event(), threading.Event()
+    real_decode = speechllm.serving.server.decode_audio_bytes
+
+    def slow_decode(*args, **kwargs):
+        decoding.set()
+        assert go.wait(30)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(speechllm.serving.server, "decode_audio_bytes", slow_decode)
+    # A row is estimated at 6 s: one request is answered in time (10 s), two are not.
+    config = ServerConfig(
+        max_batch=1,
+        batch_wait_ms=0,
+        request_timeout_s=10,
+        prior_seconds_per_row=6,
+        timeout_reserve=0,
+    )
+    app = create_app(model, config)
+    data = wav_bytes(tone())
+    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post, client, data, "asr")
+        assert decoding.wait(30)
+        health = client.get("/healthz").json()
+        assert health["admitted"] == 1 and health["queue"] == 0 and health["in_model"] == 0
+        second = post(client, data, "asr")
+        assert second.status_code == 429, second.text
+        go.set()
+        assert first.result().status_code == 200
+        assert post(client, b"not audio", "asr").status_code == 422
+        health = client.get("/healthz").json()
+        assert health["admitted"] == 0 and health["refused"] == 1
 
 
 def test_a_burst_gets_fast_429s_and_the_accepted_requests_their_answers_in_time(model, slow):

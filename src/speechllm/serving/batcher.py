@@ -118,6 +118,21 @@ class _Job:
         return self.deadline, self.order
 
 
+@dataclass(frozen=True)
+class _Hold:
+    """A request admitted before its upload is read (`Batcher.hold`): it counts in the plan as
+    the rows it will bring, so the requests of a burst are not all admitted while the first
+    ones are still uploading, but the worker has nothing to take from it."""
+
+    left: int
+    deadline: float
+    order: int
+
+    @property
+    def key(self) -> tuple[float, int]:
+        return self.deadline, self.order
+
+
 @dataclass
 class Batcher:
     """Collects queued rows into batches and runs them on the model, one batch at a time."""
@@ -137,6 +152,8 @@ class Batcher:
         )
         # Jobs with rows not yet taken, in the worker's order (`_Job.key`).
         self._pending: list[_Job] = []
+        # Requests admitted whose rows are not queued yet, by ticket (`hold`).
+        self._holds: dict[int, _Hold] = {}
         self._arrivals = 0
         # The batch in the model now: (rows, requests, perf_counter when it started).
         self._running: tuple[int, int, float] | None = None
@@ -153,12 +170,23 @@ class Batcher:
         return sum(j.left for j in self._live())
 
     @property
+    def admitted(self) -> int:
+        """Requests held (`hold`): admitted, their rows not queued yet."""
+        return len(self._holds)
+
+    @property
     def in_model(self) -> int:
         return self._running[1] if self._running else 0
 
     def _live(self) -> list[_Job]:
         """Queued jobs still waiting for an answer (not timed out or abandoned), in order."""
         return [j for j in self._pending if not j.future.done()]
+
+    def _planned(self, exclude: int | None = None) -> list[_Job | _Hold]:
+        """What the plan counts, in the worker's order: queued jobs and held admissions (less the
+        hold `exclude`, whose own request is being checked)."""
+        holds = [h for t, h in self._holds.items() if t != exclude]
+        return sorted([*self._live(), *holds], key=lambda j: j.key)
 
     def _seconds_per_row(self, now: float) -> tuple[float, float]:
         """(seconds per row to plan with, seconds left of the batch in the model).
@@ -199,13 +227,15 @@ class Batcher:
             ends.append(t)
         return [ends[k] if k >= 0 else t for k in last]
 
-    def _plan(self, rows: int, deadline: float, now: float) -> tuple[float, list[float], int]:
+    def _plan(
+        self, rows: int, deadline: float, now: float, exclude: int | None = None
+    ) -> tuple[float, list[float], int]:
         """For a new request of `rows` rows due by `deadline`, queued now: (estimated perf_counter
-        of its answer, by how many seconds it or each queued request it would delay would miss
-        its deadline (empty: all in time), requests ahead of it, the batch in the model's
-        included)."""
-        live = self._live()
-        key = (deadline, self._arrivals)
+        of its answer, by how many seconds it or each queued or held request it would delay
+        would miss its deadline (empty: all in time), requests ahead of it, the batch in the
+        model's included). `exclude`: the request's own hold, not counted twice."""
+        live = self._planned(exclude)
+        key = (deadline, self._arrivals if exclude is None else exclude)
         pos = next((i for i, j in enumerate(live) if j.key > key), len(live))
         before = self._finish_times([j.left for j in live], now)
         after = self._finish_times(
@@ -229,24 +259,40 @@ class Batcher:
         done, _, _ = self._plan(rows, now + self.config.request_timeout_s * rows, now)
         return done - now
 
-    def check(self, rows: int, deadline: float) -> None:
+    def check(self, rows: int, deadline: float, hold: int | None = None) -> None:
         """Raise BusyError (after counting it) unless a request of `rows` rows due by `deadline`
         (perf_counter) can be queued now: the queue has room for its rows (or is empty), and the
-        estimate says it, and every queued request it would delay, would still be answered in
-        time. An idle server takes every request (refusing would not get it answered sooner)."""
+        estimate says it, and every queued or held request it would delay, would still be
+        answered in time. An idle server takes every request (refusing would not get it answered
+        sooner). `hold`: the request's own ticket from `hold`, if it has one."""
         now = time.perf_counter()
-        queued = self.queued_rows
+        planned = self._planned(hold)
+        queued = sum(j.left for j in planned)
         if self.config.max_queue == 0 or (queued and queued + rows > self.config.max_queue):
             _, left = self._seconds_per_row(now)
             self.refused += 1
             # The queue shrinks when the batch in the model ends and the next one is taken.
             raise QueueFullError(max(1, math.ceil(left)))
-        if not self._live() and self._running is None:
+        if not planned and self._running is None:
             return
-        done, late, ahead = self._plan(rows, deadline, now)
+        done, late, ahead = self._plan(rows, deadline, now, hold)
         if late:
             self.refused += 1
             raise OverloadedError(max(1, math.ceil(max(late))), done - now, ahead)
+
+    def hold(self, rows: int, deadline: float) -> int:
+        """Admit a request before its upload is read: `check` it, then count its `rows` in every
+        later check until it is `submit`ted (which takes the hold's place in the order) or
+        `release`d. Returns its ticket; raises BusyError as `check` does."""
+        self.check(rows, deadline)
+        ticket = self._arrivals
+        self._arrivals += 1
+        self._holds[ticket] = _Hold(rows, deadline, ticket)
+        return ticket
+
+    def release(self, ticket: int) -> None:
+        """Forget a hold (its request failed, was refused or is queued); no-op if already gone."""
+        self._holds.pop(ticket, None)
 
     def start(self) -> None:
         """Start the worker on the running loop (again, if the previous one ended or ran on
@@ -271,10 +317,15 @@ class Batcher:
         self.runner.close()
 
     def submit(
-        self, clips: list[np.ndarray], tasks: list[str], deadline: float = math.inf
+        self,
+        clips: list[np.ndarray],
+        tasks: list[str],
+        deadline: float = math.inf,
+        hold: int | None = None,
     ) -> asyncio.Future[_Answer]:
         """Queue one request (one clip, or the pieces of a recording) due by `deadline`
         (perf_counter); its future gives (answers per task for each clip, encode_s, generate_s).
+        `hold`: its ticket from `hold`, replaced by the queued rows (and kept in the order).
 
         Raises QueueFullError when the queue has no room for its rows, OverloadedError when the
         estimate says it would not be answered in time (see `check`).
@@ -282,10 +333,13 @@ class Batcher:
         if not clips or not tasks:
             raise ValueError("a request needs at least one clip and one task")
         self.start()
-        self.check(len(clips) * len(tasks), deadline)
+        self.check(len(clips) * len(tasks), deadline, hold)
         future = asyncio.get_running_loop().create_future()
-        job = _Job(list(clips), list(tasks), future, deadline, self._arrivals)
-        self._arrivals += 1
+        if hold is not None and hold in self._holds:
+            order = self._holds.pop(hold).order
+        else:
+            order, self._arrivals = self._arrivals, self._arrivals + 1
+        job = _Job(list(clips), list(tasks), future, deadline, order)
         pos = next((i for i, j in enumerate(self._pending) if j.key > job.key), None)
         self._pending.insert(len(self._pending) if pos is None else pos, job)
         assert self._wakeup is not None

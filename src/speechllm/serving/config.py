@@ -163,6 +163,10 @@ class Health(BaseModel):
     """Rows (one clip or piece, one task) waiting for the model: what `max_queue` counts."""
     in_model: int
     """Requests with rows in the batch the model is computing now."""
+    admitted: int
+    """Requests admitted whose uploads are still being read or decoded: not queued yet, but
+    counted by admission control as one row each (a long recording: until its pieces are
+    known)."""
     service_seconds_per_row: float
     """Estimated model seconds per row (one clip or piece of a recording, one task)."""
     service_seconds_per_request: float

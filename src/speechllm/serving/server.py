@@ -27,9 +27,11 @@ as an exponentially weighted average over its batches (`ServiceEstimate`, a prio
 batch is measured). A request is refused at once with 429 and a `Retry-After` header when the
 estimate says it, or a request queued before it whose answer it would delay, would not be answered
 by its deadline, less a reserve for what the estimate does not see (`timeout_reserve`): the schedule of the queued rows (earliest deadline first, `max_batch` rows per
-call) after the time left of the batch in the model. It is checked before the upload is decoded
-(as a one-piece request: a server too busy for a short clip refuses a long one too) and again, with
-its real number of rows, when the request is queued. An idle server accepts every request. The
+call) after the time left of the batch in the model. It is checked before the upload is read
+(`AdmitEarly`, as a one-piece request: a server too busy for a short clip refuses a long one too)
+and again, with its real number of rows, when the request is queued; between the two the admitted
+request holds its place in the plan, so a burst of uploads is not admitted whole while its first
+requests are still being read. An idle server accepts every request. The
 queue (`max_queue`) counts rows as well. `GET /healthz` reports the estimate and the queue.
 
 `GET /` serves a small web page (static files in `speechllm/serving/web/`, no build step) that uploads or
@@ -54,6 +56,8 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from speechllm.data.audio import SAMPLE_RATE, decode_audio_bytes
 from speechllm.errors import AudioError, AudioTooLongError
@@ -69,6 +73,9 @@ from speechllm.serving.config import (
 )
 from speechllm.serving.runner import ModelRunner, ModelSpec, ProcessRunner, ThreadRunner
 
+UNDERSTAND = "/v1/understand"
+# The request state key of a request's admission ticket (`AdmitEarly`, `Batcher.hold`).
+_HOLD = "admission_hold"
 # Multipart framing (boundaries, part headers, the task field) on top of the file itself.
 _MULTIPART_SLACK = 64 * 1024
 
@@ -120,37 +127,7 @@ def create_app(
     app.state.batcher = batcher
     app.state.config = config
 
-    @app.middleware("http")
-    async def refuse_early(request: Request, call_next: Any) -> Any:
-        # Refuse before the multipart body is read and spooled (parsing a 1 MB upload costs
-        # tens of ms on a busy CPU): too large where the client says its size, and too busy
-        # where even one row (every task is one row) would miss its deadline. The endpoint
-        # checks again with the clip's real number of pieces.
-        if request.url.path != "/v1/understand" or request.method != "POST":
-            return await call_next(request)
-        length = request.headers.get("content-length")
-        if (
-            length is not None
-            and length.isdigit()
-            and int(length) > config.max_upload_bytes + _MULTIPART_SLACK
-        ):
-            return JSONResponse(status_code=413, content={"detail": _too_large(config)})
-        try:
-            batcher.check(1, time.perf_counter() + config.request_timeout_s)
-        except BusyError as exc:
-            busy = _busy(exc, config)
-            # Take in the upload's bytes (unparsed, at most the upload limit) before answering:
-            # a server that answers and closes while the client still sends makes the client
-            # see a broken connection instead of the 429.
-            received = 0
-            async for chunk in request.stream():
-                received += len(chunk)
-                if received > config.max_upload_bytes + _MULTIPART_SLACK:
-                    break
-            return JSONResponse(
-                status_code=busy.status_code, content={"detail": busy.detail}, headers=busy.headers
-            )
-        return await call_next(request)
+    app.add_middleware(AdmitEarly, batcher=batcher, config=config)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -174,6 +151,7 @@ def create_app(
             queue=batcher.queued,
             queued_rows=batcher.queued_rows,
             in_model=batcher.in_model,
+            admitted=batcher.admitted,
             service_seconds_per_row=est.seconds_per_row,
             service_seconds_per_request=est.seconds_per_request,
             measured_batches=est.batches,
@@ -184,7 +162,7 @@ def create_app(
         )
 
     @app.post(
-        "/v1/understand",
+        UNDERSTAND,
         response_model=UnderstandResponse | LongUnderstandResponse,
         responses={
             200: {
@@ -203,6 +181,7 @@ def create_app(
         },
     )
     async def understand_audio(
+        request: Request,
         audio: UploadFile = File(description="An audio file (WAV, FLAC, OGG, ...), any rate."),
         task: Literal["asr", "ner", "sa", "all"] = Form(
             "all",
@@ -217,11 +196,12 @@ def create_app(
         piece, the overall sentiment and the pieces. It is given `request_timeout_s` per piece."""
         start = time.perf_counter()
         tasks = [task]
+        hold: int | None = getattr(request.state, _HOLD, None)
         data = await audio.read(config.max_upload_bytes + 1)
         if len(data) > config.max_upload_bytes:
             raise HTTPException(status_code=413, detail=_too_large(config))
         try:  # refuse what cannot be served in time before spending CPU on decoding it
-            batcher.check(len(tasks), start + config.request_timeout_s)
+            batcher.check(len(tasks), start + config.request_timeout_s, hold)
         except BusyError as exc:
             raise _busy(exc, config) from None
         filename = audio.filename or "upload"
@@ -254,7 +234,7 @@ def create_app(
         if clips:  # a recording with no speech in it has no piece: nothing to ask the model
             timeout_s = config.request_timeout_s * len(clips)
             try:
-                future = batcher.submit(clips, tasks, start + timeout_s)
+                future = batcher.submit(clips, tasks, start + timeout_s, hold)
             except BusyError as exc:
                 raise _busy(exc, config) from None
             left = timeout_s - (time.perf_counter() - start)
@@ -309,3 +289,60 @@ def _busy(exc: BusyError, config: ServerConfig) -> HTTPException:
 
 def _too_large(config: ServerConfig) -> str:
     return f"upload too large: this server accepts at most {config.max_upload_mb:g} MiB"
+
+
+class AdmitEarly:
+    """ASGI middleware: admission control for `/v1/understand` before the upload is parsed.
+
+    413 where the client's Content-Length is over the upload limit; 429 + Retry-After where even
+    one row (every task is one row) would miss its deadline. A request it admits is held in the
+    batcher's plan (`Batcher.hold`) while its upload is read and decoded, so the requests of a
+    burst are judged with the ones admitted just before them counted: without the hold, 32
+    uploads arriving at once were all admitted here, parsed, and most of them refused by the
+    route tens of ms later. The route checks again with the clip's real number of pieces.
+
+    A plain ASGI class, not `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs every
+    request through a task group and a streamed copy of its body, which costs a refusal more
+    than the refusal itself.
+    """
+
+    def __init__(self, app: ASGIApp, batcher: Batcher, config: ServerConfig) -> None:
+        self.app = app
+        self.batcher = batcher
+        self.config = config
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != UNDERSTAND:
+            await self.app(scope, receive, send)
+            return
+        limit = self.config.max_upload_bytes + _MULTIPART_SLACK
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            response = JSONResponse(status_code=413, content={"detail": _too_large(self.config)})
+            await response(scope, receive, send)
+            return
+        try:
+            ticket = self.batcher.hold(1, time.perf_counter() + self.config.request_timeout_s)
+        except BusyError as exc:
+            busy = _busy(exc, self.config)
+            # Take in the upload's bytes (unparsed, at most the upload limit) before answering:
+            # a server that answers and closes while the client still sends makes the client
+            # see a broken connection instead of the 429.
+            received = 0
+            while received <= limit:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                received += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            response = JSONResponse(
+                status_code=busy.status_code, content={"detail": busy.detail}, headers=busy.headers
+            )
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})[_HOLD] = ticket
+        try:
+            await self.app(scope, receive, send)
+        finally:  # answered, refused, failed or abandoned: its rows are queued or gone
+            self.batcher.release(ticket)
