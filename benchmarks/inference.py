@@ -14,6 +14,9 @@
     - with --compare-runtime, e2e_all again with the model's Whisper parts in the other runtime
       (`--runtime`, default ctranslate2: CTranslate2 in short windows; torch: transformers in
       30 s windows, as training saw them);
+    - with --compile, e2e_all again on a second copy of the model whose LLM runs under
+      `torch.compile` (inductor, dynamic shapes; the compile time is reported apart, and the
+      warm-up clip pays for it);
     - with --int8, e2e_all and e2e_asr_ner_sa again on `speechllm.model.quantize.quantize_llm(model)`
       (LoRA merged, int8 LLM weights in the decoding steps, the prompt in float; Whisper
       untouched): speed-up over fp32, answers identical to fp32's, and the scores of both.
@@ -27,7 +30,7 @@
     `whisper`-route model the batch size also sets how many clips Whisper's decoder reads at once.
 
     .venv/bin/python benchmarks/inference.py [--quick] [--model DIR] [--manifest M.jsonl]
-        [--int8] [--clips 8] [--threads 1] [--batch-sizes 1,8,24]
+        [--int8] [--compile] [--clips 8] [--threads 1] [--batch-sizes 1,8,24]
 """
 
 from __future__ import annotations
@@ -101,6 +104,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--int8",
         action="store_true",
         help="(a) also with int8 LLM weights (speechllm.model.quantize)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="(a) also e2e_all with the LLM under torch.compile (a second copy of the model)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch and CTranslate2 threads")
     p.add_argument(
@@ -385,6 +393,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # The other runtime's e2e_all beside it: what the default runtime changes (speed and scores).
     other = "torch" if args.runtime == "ctranslate2" else "ctranslate2"
     model_other = load_for_inference(path, other) if args.compare_runtime else None
+    compiled = None
+    if args.compile:
+        # A copy of its own: compiling wraps the LLM module, and the other rows must run eager.
+        compiled = load_for_inference(path, args.runtime)
+        compiled.llm = torch.compile(compiled.llm, dynamic=True)
     quantized = None
     if args.int8:
         from speechllm.model.quantize import quantize_llm
@@ -418,6 +431,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             lambda cs: run_e2e(model_other, cs, ALL, args.batch_size),
             ALL,
         )
+    if compiled is not None:
+        pipelines_to_run["e2e_all_compiled"] = (
+            lambda cs: run_e2e(compiled, cs, ALL, args.batch_size),
+            ALL,
+        )
     if quantized is not None:
         pipelines_to_run["e2e_all_int8"] = (
             lambda cs: run_e2e(quantized, cs, ALL, args.batch_size),
@@ -427,9 +445,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             lambda cs: run_e2e(quantized, cs, THREE, args.batch_size),
             THREE,
         )
-    # Warm-up on one clip: first calls pay allocation and kernel selection, not the method.
-    for fn, _ in pipelines_to_run.values():
-        fn(clips[:1])
+    # Warm-up on one clip: first calls pay allocation and kernel selection, not the method
+    # (and, for the compiled LLM, its first compiles: timed apart).
+    warm_up_s = {}
+    for name, (fn, _) in pipelines_to_run.items():
+        with Timer() as warm:
+            fn(clips[:1])
+        warm_up_s[name] = warm.s
 
     pipelines: dict[str, dict[str, Any]] = {}
     answers: dict[str, list[Prediction]] = {}
@@ -463,6 +485,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         ratios["e2e_all_identical_to_one_token_per_call"] = sum(
             a == b for a, b in zip(rows_of(answers["e2e_all"], ALL), plain, strict=True)
+        )
+    if compiled is not None:
+        ratios["e2e_all_compiled_speedup"] = (
+            pipelines["e2e_all"]["wall_s"] / pipelines["e2e_all_compiled"]["wall_s"]
+        )
+        ratios["e2e_all_compiled_identical"] = sum(
+            a == b
+            for a, b in zip(
+                rows_of(answers["e2e_all"], ALL),
+                rows_of(answers["e2e_all_compiled"], ALL),
+                strict=True,
+            )
         )
     int8: dict[str, Any] = {}
     if quantized is not None:
@@ -521,6 +555,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "decode_clips": len(dclips),
         },
         "load_s": {"e2e": load_e2e.s, "cascade": load_cascade.s},
+        # The one-clip warm-up of each pipeline (the compiled LLM's first compiles are in it).
+        "warm_up_s": warm_up_s,
         "pipelines": pipelines,
         "ratios": ratios,
         "int8": int8,
