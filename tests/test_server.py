@@ -422,16 +422,21 @@ def test_the_timeout_reserve_refuses_a_request_planned_to_end_inside_it(
         assert second.result().status_code == status
 
 
-def test_admitted_uploads_count_before_they_are_queued():
-    """A request admitted before its upload is read holds its row in the plan: the requests of a
-    burst are judged with those admitted just before them, queued or not."""
-    config = ServerConfig(
+def one_row_per_call(prior_seconds_per_row: float) -> ServerConfig:
+    """One row per model call, a 10 s timeout, no reserve: the plan's arithmetic is exact."""
+    return ServerConfig(
         max_batch=1,
         batch_wait_ms=0,
         request_timeout_s=10,
-        prior_seconds_per_row=3,
+        prior_seconds_per_row=prior_seconds_per_row,
         timeout_reserve=0,
     )
+
+
+def test_admitted_uploads_count_before_they_are_queued():
+    """A request admitted before its upload is read holds its row in the plan: the requests of a
+    burst are judged with those admitted just before them, queued or not."""
+    config = one_row_per_call(prior_seconds_per_row=3)
     batcher = Batcher(ThreadRunner.__new__(ThreadRunner), config)
     now = time.perf_counter()
     # 3 s a row, one row per call: the third ends after 9 s, the fourth after 12 s (> 10 s).
@@ -473,13 +478,7 @@ def test_a_request_whose_upload_is_still_read_is_counted_in_admission(model, mon
 
     monkeypatch.setattr(speechllm.serving.server, "decode_audio_bytes", slow_decode)
     # A row is estimated at 6 s: one request is answered in time (10 s), two are not.
-    config = ServerConfig(
-        max_batch=1,
-        batch_wait_ms=0,
-        request_timeout_s=10,
-        prior_seconds_per_row=6,
-        timeout_reserve=0,
-    )
+    config = one_row_per_call(prior_seconds_per_row=6)
     app = create_app(model, config)
     data = wav_bytes(tone())
     with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
