@@ -252,6 +252,8 @@ def _staged(tmp_path: Path, tiny_dirs, speech_input: str, stages: list[dict]) ->
                 "ctc_weight": 1.0 if speech_input == "ctc" else 0.0,
                 "feature_cache": str(tmp_path / "cache"),
                 "spec_augment": {"time_masks": 1, "feature_masks": 1},
+                # The tiny random Whisper reads noise: keep every clip (tested apart below).
+                "max_reading_wer": None,
             },
             "stages": [
                 {**s, "data": {"train": [str(text)]}} if s["kind"] == "text" else s for s in stages
@@ -440,3 +442,24 @@ def test_joint_answers_on_readings_keep_the_entities_the_reading_holds():
         examples_for(got, ["all"])["all"][0].answer
         == "Neutral | the i have met in [PLACE brussels]"
     )
+
+
+def test_joint_stage_leaves_out_clips_whisper_misread():
+    from speechllm.training.batches import usable_readings
+
+    clean = Utterance("u1", "a.wav", 2.0, "the committee met in brussels")
+    looped = Utterance("u2", "b.wav", 2.0, "thank you very much")
+    silent = Utterance("u3", "c.wav", 2.0, "we agree")
+    readings = {
+        "a.wav": "The committee met in Brussels.",  # normalised: no error
+        "b.wav": "the first time i was in " * 20,
+        "c.wav": "",
+    }
+    kept, dropped = usable_readings([clean, looped, silent], readings, max_wer=0.5)
+    assert kept == [clean] and dropped == [looped, silent]
+
+
+def test_a_joint_stage_whose_every_reading_is_wrong_says_so(tmp_path, tiny_dirs):
+    stages = [{"name": "joint", "kind": "joint", "train": {"max_reading_wer": 0.01}}]
+    with pytest.raises(ConfigError, match="max_reading_wer"):
+        train(_staged(tmp_path, tiny_dirs, "whisper", stages))

@@ -135,6 +135,10 @@ class TrainConfig:
     reading of the clip (the gold entities it holds, the gold sentiment), what a model that copies
     its reading (`model.copy_reading`) answers. Measured once each (docs/recipe.md): `gold` scored
     the better SLUE score; both are kept to compare."""
+    max_reading_wer: float | None = 0.5
+    """`whisper` route, `joint` stage: clips whose Whisper reading is further than this WER (a
+    fraction) from the gold transcript are left out of the stage (`training.batches.usable_readings`):
+    looped or empty readings of heavily augmented clips. None keeps every clip."""
     feature_cache: str | None = None
     """Folder of cached encoder outputs; default `$SPEECHLLM_CACHE/features`."""
     text_noise: TextNoiseConfig = field(default_factory=TextNoiseConfig)
@@ -180,6 +184,11 @@ class TrainConfig:
         check(
             self.ctc_warmup_steps == 0 or self.ctc_weight > 0,
             f"{where}.ctc_warmup_steps trains with the CTC loss alone: set {where}.ctc_weight > 0",
+        )
+        check(
+            self.max_reading_wer is None or self.max_reading_wer > 0,
+            f"{where}.max_reading_wer must be > 0 (or null: keep every clip), "
+            f"got {self.max_reading_wer}",
         )
         weight = self.classifier_regularizer.weight
         check(weight >= 0, f"{where}.classifier_regularizer.weight must be >= 0, got {weight}")

@@ -9,12 +9,14 @@ import json
 import os
 from pathlib import Path
 
+import jiwer
 from accelerate import Accelerator
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from speechllm.config import SpecAugmentConfig
 from speechllm.data.manifest import Utterance, read_manifest
+from speechllm.data.normalize import normalize_transcript
 from speechllm.model.batch import collate_frames
 from speechllm.model.prompts import phrase_pattern
 from speechllm.model.speechllm import Batch, SpeechLLM
@@ -116,6 +118,24 @@ def on_readings(utts: list[Utterance], readings: dict[str, str]) -> list[Utteran
             ]
         out.append(dataclasses.replace(u, text=reading, entities=entities))
     return out
+
+
+def usable_readings(
+    utts: list[Utterance], readings: dict[str, str], max_wer: float
+) -> tuple[list[Utterance], list[Utterance]]:
+    """(kept, dropped): the utterances whose Whisper reading is within `max_wer` (a fraction,
+    SLUE-normalised WER against the gold transcript) and those it is not. Noisy augmented clips
+    make Whisper loop ("the first time i was in the first time i was in ...", hundreds of words
+    for a 20-word clip) or read nothing; such a reading teaches the LLM nothing it will meet on
+    clean input, and a looping one pads its whole batch to hundreds of tokens (a 16-row batch of
+    them exhausted 24 GiB)."""
+    kept, dropped = [], []
+    for u in utts:
+        reference = normalize_transcript(u.text)
+        reading = normalize_transcript(readings[u.audio or ""])
+        ok = bool(reference) and jiwer.wer(reference, reading or "<empty>") <= max_wer
+        (kept if ok else dropped).append(u)
+    return kept, dropped
 
 
 def build_cache(

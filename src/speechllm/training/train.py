@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from speechllm.config import RunConfig
+from speechllm.errors import ConfigError
 from speechllm.hub.shipped import resolve_model
 from speechllm.inference.decode import encode_files
 from speechllm.inference.evaluate import evaluate
@@ -37,6 +38,7 @@ from speechllm.training.batches import (
     load_utterances,
     make_batch,
     on_readings,
+    usable_readings,
     whisper_readings,
 )
 from speechllm.training.checkpoints import (
@@ -184,6 +186,21 @@ def _run(
         if kind == "joint" and whisper
         else None
     )
+    if readings is not None and tc.max_reading_wer is not None:
+        train_utts, dropped = usable_readings(train_utts, readings, tc.max_reading_wer)
+        if not train_utts:
+            raise ConfigError(
+                f"every one of the {len(dropped)} clips' Whisper readings is over "
+                f"{tc.max_reading_wer:.0%} WER from its transcript: check the audio, or raise "
+                "train.max_reading_wer (null keeps every clip)"
+            )
+        if dropped and main:
+            console.print(
+                f"{len(dropped)} clips left out: Whisper's reading is over "
+                f"{tc.max_reading_wer:.0%} WER from the transcript (train.max_reading_wer), "
+                f"e.g. {dropped[0].id}"
+            )
+        examples = examples_for(train_utts, dc.tasks)
     if readings is not None and tc.joint_answers == "reading":
         examples = examples_for(on_readings(train_utts, readings), dc.tasks)
 
