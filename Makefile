@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages of the espeak-ng and festival training voices (data/voices.py).
-VOICE_PACKAGES := espeak-ng festival festvox-kdlpc16k
+# Debian packages of the espeak-ng and festival training voices (data/voices.py), and WordNet's
+# database, whose usage examples are the acoustic set's general English (importers/wordnet.py).
+VOICE_PACKAGES := espeak-ng festival festvox-kdlpc16k wordnet-base
 
 .PHONY: venv demo model acoustic test test-fast lint format clean
 
@@ -32,15 +33,16 @@ $(STAMP): pyproject.toml requirements/models.txt Makefile
 	# voice; without them those voices fail with the apt-get command, and their tests skip
 	# locally and fail under CI.
 	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v text2wave >/dev/null 2>&1 \
-	    || [ ! -d /usr/share/festival/voices/english/ked_diphone ]; then \
+	    || [ ! -d /usr/share/festival/voices/english/ked_diphone ] \
+	    || [ ! -f /usr/share/wordnet/data.noun ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    export DEBIAN_FRONTEND=noninteractive; \
 	    apt-get install -y -q $(VOICE_PACKAGES) \
 	      || { apt-get update -q && apt-get install -y -q $(VOICE_PACKAGES); } \
 	      || echo "warning: could not install $(VOICE_PACKAGES) with apt-get; the espeak and festival voices will be missing"; \
 	  else \
-	    echo "note: espeak-ng or festival is missing (installing them needs apt-get and root):" \
-	      "run 'apt-get install $(VOICE_PACKAGES)' as root for the training voices"; \
+	    echo "note: espeak-ng, festival or wordnet-base is missing (installing them needs apt-get and root):" \
+	      "run 'apt-get install $(VOICE_PACKAGES)' as root for the training voices and texts"; \
 	  fi; \
 	fi
 	touch $(STAMP)
@@ -68,8 +70,9 @@ acoustic: venv
 	$(BIN)/speechllm models fetch smollm2-135m-instruct
 	$(BIN)/speechllm data text-corpus --out work/text
 	mkdir -p work/acoustic10h
-	(awk 'NR % 10 < 7' work/text/slue-train.jsonl; awk 'NR % 6 == 1' work/text/vader-train.jsonl) \
-	  > work/acoustic10h/text.jsonl
+	$(BIN)/speechllm data import wordnet --out work/acoustic10h/wordnet.jsonl --limit 1500
+	(awk 'NR % 10 < 7' work/text/slue-train.jsonl; awk 'NR % 6 == 1' work/text/vader-train.jsonl; \
+	  cat work/acoustic10h/wordnet.jsonl) > work/acoustic10h/text.jsonl
 	$(BIN)/speechllm data synth work/acoustic10h/text.jsonl --out work/acoustic10h \
 	  --voice training-voices --augment
 	$(BIN)/speechllm train configs/cpu-ctc-route-10h.yaml --resume

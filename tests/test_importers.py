@@ -356,3 +356,58 @@ def test_cli_imports_voxceleb_and_vader(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "import", "vader", str(tmp_path / "no"), "--out", "x"])
     assert result.exit_code == 2 and "not found" in result.output
     assert "Traceback" not in result.output
+
+
+# Two synsets in WordNet's data-file format (wndb(5WN)): the licence header's lines start with
+# two spaces; a synset line's gloss follows " | ", its usage examples are the quoted parts.
+WORDNET_DATA = (
+    '  1 This software and database is being provided to you, the LICENSEE, "AS IS"\n'
+    "00002724 29 v 01 choke 0 002 @ 00001740 v 0000 01 + 02 00 | breathe with great "
+    'difficulty; "She choked with emotion when she spoke about her deceased husband"\n'
+    "00003553 03 n 02 whole 0 unit 0 000 | an assemblage of parts; "
+    '"how big is that part compared to the whole?"; "the team is a unit"; '
+    '"the USA spent 3 billion on it"; "the team is a unit"\n'
+)
+
+
+def test_wordnet_usage_examples_become_sayable_transcripts(tmp_path: Path) -> None:
+    from speechllm.data.importers.wordnet import wordnet_examples
+
+    (tmp_path / "data.noun").write_text(WORDNET_DATA, encoding="latin-1")
+    utts = wordnet_examples(tmp_path)
+    # Lower case without punctuation as SLUE writes it; digits and capitals-only words left
+    # out (a TTS voice may spell them), and each text once.
+    assert [(u.id, u.text) for u in utts] == [
+        (
+            "wordnet-noun-00002724-0",
+            "she choked with emotion when she spoke about her deceased husband",
+        ),
+        ("wordnet-noun-00003553-0", "how big is that part compared to the whole"),
+        ("wordnet-noun-00003553-1", "the team is a unit"),
+    ]
+    assert all(u.audio is None and u.entities is None and u.sentiment is None for u in utts)
+    sample = wordnet_examples(tmp_path, limit=2, seed=1)
+    assert len(sample) == 2 and all(u in utts for u in sample)
+    assert sample == wordnet_examples(tmp_path, limit=2, seed=1)
+    with pytest.raises(ManifestError, match="wordnet-base"):
+        wordnet_examples(tmp_path / "missing")
+
+
+def test_wordnet_import_of_the_installed_database(tmp_path: Path) -> None:
+    import os
+
+    from speechllm.data.importers.wordnet import WORDNET_DIR
+
+    if not (WORDNET_DIR / "data.noun").is_file():
+        message = "wordnet-base is not installed (make venv installs it with apt-get as root)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    out = tmp_path / "wordnet.jsonl"
+    result = CliRunner().invoke(
+        app, ["data", "import", "wordnet", "--out", str(out), "--limit", "300"]
+    )
+    assert result.exit_code == 0, result.output
+    utts = read_manifest(out, require_audio=False)
+    assert len(utts) == 300 and len({u.text for u in utts}) == 300
+    assert all(5 <= len(u.text.split()) <= 30 and u.text == u.text.lower() for u in utts)

@@ -6,6 +6,7 @@ Modules:
 - `librispeech`: LibriSpeech (audio and text).
 - `vader`: the VADER human sentiment ratings (text and sentiment, to be spoken), which snippets
   can be spoken as written (`sa_reference`).
+- `wordnet`: WordNet's usage examples (general English text, no labels, to be spoken).
 
 Part of `speechllm.data`; its import rule applies.
 """
