@@ -138,18 +138,22 @@ def import_librispeech_cmd(
 def import_wordnet_cmd(
     out: Annotated[Path, typer.Option(help="Text-only manifest to write (JSONL).")],
     folder: Annotated[
-        Path, typer.Option(help="WordNet 3.0's database folder (data.noun, data.verb, ...).")
-    ] = Path("/usr/share/wordnet"),
+        Path | None,
+        typer.Option(
+            help="WordNet 3.0's database folder (data.noun, data.verb, ...); default: where "
+            "Debian's wordnet-base puts it."
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="A seeded sample of N examples.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the --limit sample.")] = 0,
 ) -> None:
     """WordNet's usage examples -> text-only manifest of general English (no labels), to speak
     with `data synth` (Debian: apt-get install wordnet-base)."""
-    from speechllm.data.importers.wordnet import wordnet_examples
+    from speechllm.data.importers.wordnet import WORDNET_DIR, wordnet_examples
     from speechllm.data.manifest import write_manifest
 
     try:
-        utts = wordnet_examples(folder, limit, seed)
+        utts = wordnet_examples(folder or WORDNET_DIR, limit, seed)
         write_manifest(out, utts)
     except SpeechLLMError as exc:
         fail(exc)
