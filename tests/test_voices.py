@@ -5,7 +5,6 @@ and the command records every clip's voice and augmentation in voices.tsv, resum
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -27,15 +26,13 @@ from speechllm.data.voices import (
     preset_voices,
 )
 from speechllm.errors import ConfigError, ModelSourceError
+from tiny import absent
 
 
 def need(program: str) -> None:
     """Skip where `program` is missing, but fail under CI (`make venv` installs it)."""
     if shutil.which(program) is None:
-        message = f"{program} is not installed (make venv installs it with apt-get as root)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        absent(f"{program} is not installed (make venv installs it with apt-get as root)")
 
 
 def test_the_training_preset_is_varied_and_holds_no_reserved_voice():

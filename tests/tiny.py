@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import torch
@@ -191,6 +192,14 @@ def require(module: str, installed_by: str) -> ModuleType:
             f"cannot import {module} ({exc}): `make venv` installs it ({installed_by})",
             pytrace=False,
         )
+
+
+def absent(message: str) -> NoReturn:
+    """A system package or folder that `make venv` provides (apt) or CI mounts is missing: skip
+    on a developer's machine, fail under CI, where it is always there."""
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 def lively_tiny_model(tiny_dirs: tuple[Path, Path]):
