@@ -22,8 +22,9 @@ from speechllm.bench.spec import (
     vader_corpus,
 )
 from speechllm.data.importers.slue import SLUE_DEV
-from speechllm.data.importers.vader import SA_MAX_WORDS, SA_MIN_WORDS, VADER_DIR, WORD_PATTERN
+from speechllm.data.importers.vader import SA_MAX_WORDS, SA_MIN_WORDS, VADER_DIR
 from speechllm.data.manifest import Utterance, write_manifest
+from speechllm.data.normalize import WORD_PATTERN
 from speechllm.data.tts import LENGTH_SCALE_RANGE, NOISE_SCALE_RANGE, NOISE_W_RANGE
 from speechllm.evaluation.slue import ner_scores, sentiment_macro_f1
 from speechllm.hub.cache import file_sha256

@@ -3,6 +3,8 @@
 Whisper writes "In 2014, 20% of..."; SLUE's references write "in two thousand and fourteen twenty
 per cent of". Every transcript that is scored against SLUE, or read by an LLM trained on SLUE's
 text, goes through `normalize_transcript` first (the cascade, the Whisper reader).
+`speakable_transcript` goes the other way for text to be spoken by TTS (VADER snippets, WordNet
+examples): it keeps only text whose spoken form is predictable, in the same style.
 """
 
 from __future__ import annotations
@@ -72,4 +74,28 @@ def normalize_transcript(text: str) -> str:
     t = _NOT_KEPT.sub(" ", t)
     # A full stop left alone between spaces (e.g. from "...") is no word.
     words = [w for w in _SPACES.sub(" ", t).strip().split(" ") if w.strip(".?;!'")]
+    return " ".join(words)
+
+
+# Characters a text may hold to be spoken as written. Digits, symbols (&, /, @, #, $), brackets
+# and emoticons are said in ways a transcript cannot predict.
+_SPEAKABLE = re.compile(r"[A-Za-z'’‘\"“” ,.!?;:-]+")
+_SHOUTED = re.compile(r"[A-Z]{2,}")  # "USA", "LOVE": piper may spell them out letter by letter
+WORD_PATTERN = re.compile(r"[a-z]+(?:'[a-z]+)*")
+"""A word of a speakable transcript: letters with inner apostrophes ("don't")."""
+
+
+def speakable_transcript(text: str, min_words: int = 1, max_words: int | None = None) -> str | None:
+    """The transcript of `text` as a speaker says it, or None if its spoken form is unpredictable.
+
+    Kept: only letters, apostrophes, quotes, spaces and `,.!?;:-`, no run of two capitals,
+    `min_words`..`max_words` words. The transcript is in SLUE's normalized style without its
+    punctuation: lower case, words of letters with inner apostrophes, single spaces; quotes and
+    trailing apostrophes are dropped, hyphens split words.
+    """
+    if not _SPEAKABLE.fullmatch(text) or _SHOUTED.search(text):
+        return None
+    words = WORD_PATTERN.findall(text.replace("’", "'").replace("‘", "'").lower())
+    if len(words) < min_words or (max_words is not None and len(words) > max_words):
+        return None
     return " ".join(words)

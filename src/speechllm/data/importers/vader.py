@@ -7,11 +7,11 @@ from __future__ import annotations
 import html
 import math
 import os
-import re
 from pathlib import Path
 
 from speechllm.data.importers.files import id_problem
 from speechllm.data.manifest import Utterance, problems_error
+from speechllm.data.normalize import speakable_transcript
 from speechllm.errors import ManifestError
 
 VADER_CORPORA: dict[str, str] = {
@@ -174,25 +174,8 @@ SA_MAX_WORDS = 30
 """Eligible VADER snippets have this many words: a rating needs some text, and 30 words is
 about 12 s of speech, which keeps the SA set's decoding time close to the NER set's."""
 
-# Characters a snippet may hold to be eligible: its spoken form must be its transcript. Digits,
-# symbols (&, /, @, #, $), brackets and emoticons are said in ways a transcript cannot predict.
-_SPEAKABLE = re.compile(r"[A-Za-z'’‘\"“” ,.!?;:-]+")
-_SHOUTED = re.compile(r"[A-Z]{2,}")  # "USA", "LOVE": piper may spell them out letter by letter
-WORD_PATTERN = re.compile(r"[a-z]+(?:'[a-z]+)*")
-
 
 def sa_reference(snippet: str) -> str | None:
-    """The transcript of a VADER snippet as the bench stores it, or None if it is not eligible.
-
-    Eligible: only letters, apostrophes, quotes, spaces and `,.!?;:-`, no run of two capitals,
-    SA_MIN_WORDS..SA_MAX_WORDS words. The transcript is in SLUE's normalized style without its
-    punctuation: lower case, words of letters with inner apostrophes ("don't"), single spaces;
-    quotes and trailing apostrophes are dropped, hyphens split words.
-    """
-    if not _SPEAKABLE.fullmatch(snippet) or _SHOUTED.search(snippet):
-        return None
-    text = snippet.replace("’", "'").replace("‘", "'").lower()
-    words = WORD_PATTERN.findall(text)
-    if not SA_MIN_WORDS <= len(words) <= SA_MAX_WORDS:
-        return None
-    return " ".join(words)
+    """The transcript of a VADER snippet as the bench stores it, or None if it is not eligible:
+    `normalize.speakable_transcript` with SA_MIN_WORDS..SA_MAX_WORDS words."""
+    return speakable_transcript(snippet, SA_MIN_WORDS, SA_MAX_WORDS)

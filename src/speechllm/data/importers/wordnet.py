@@ -20,8 +20,8 @@ import random
 import re
 from pathlib import Path
 
-from speechllm.data.importers.vader import sa_reference
 from speechllm.data.manifest import Utterance
+from speechllm.data.normalize import speakable_transcript
 from speechllm.errors import ManifestError
 
 WORDNET_DIR = Path("/usr/share/wordnet")
@@ -33,6 +33,9 @@ WORDNET_POS = ("noun", "verb", "adj", "adv")
 MIN_WORDS = 5
 """Shorter examples ("a big house") are mostly noun phrases: little speech per clip."""
 
+MAX_WORDS = 30
+"""About 12 s of speech, as for the VADER snippets."""
+
 _EXAMPLE = re.compile(r'"([^"]+)"')
 
 
@@ -41,8 +44,8 @@ def wordnet_examples(
     limit: int | None = None,
     seed: int = 0,
 ) -> list[Utterance]:
-    """The usage examples a speaker can say as written (`importers.vader.sa_reference`: letters
-    and plain punctuation, MIN_WORDS to 30 words; digits, abbreviations in capitals and symbols
+    """The usage examples a speaker can say as written (`normalize.speakable_transcript`: letters
+    and plain punctuation, MIN_WORDS to MAX_WORDS words; digits, abbreviations in capitals and symbols
     are left out), each once, as utterances `wordnet-<pos>-<synset offset>-<n>` whose text is
     the transcript in SLUE's normalised style. With `limit`, a sample of that many drawn with
     `seed` (in file order). Raises ManifestError if the folder holds none of the data files."""
@@ -63,8 +66,8 @@ def wordnet_examples(
             offset = line.split(" ", 1)[0]
             gloss = line.split(" | ", 1)[1]
             for n, example in enumerate(_EXAMPLE.findall(gloss)):
-                text = sa_reference(example.strip())
-                if text is None or len(text.split()) < MIN_WORDS or text in seen:
+                text = speakable_transcript(example.strip(), MIN_WORDS, MAX_WORDS)
+                if text is None or text in seen:
                     continue
                 seen.add(text)
                 utts.append(Utterance(f"wordnet-{pos}-{offset}-{n}", None, None, text))
