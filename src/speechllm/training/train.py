@@ -162,18 +162,12 @@ def _run(
     train_utts = load_utterances(dc.train, dc.max_seconds, require_audio=kind != "text")
     eval_utts = load_utterances(dc.eval, dc.max_seconds)[: dc.max_eval_utterances]
     eval_frames: list[torch.Tensor] = []  # encoded at the first evaluation (`_evaluate`)
-    examples = examples_for(train_utts, dc.tasks)
     if config.model.ctc_vocab != "all" and not whisper:
         # Every rank reads the same manifests, so every rank builds the same vocabulary.
         transcripts = (model.transcript_ids(u.text) for u in train_utts if u.text)
         known = model.ctc.vocab.tolist()
         vocab = ctc_vocabulary(config.model.ctc_vocab, model.tokenizer, transcripts, known)
         model.ctc.set_vocab(vocab or [])
-    if main:
-        counts = {t: len(v) for t, v in examples.items()}
-        console.print(
-            f"[bold]train[/] {len(train_utts)} utterances, examples per task {counts}; eval {len(eval_utts)}"
-        )
 
     cache = FeatureCache(model.encoder, tc.feature_cache)
     audio = [u.audio for u in eval_utts] + ([u.audio for u in train_utts] if kind != "text" else [])
@@ -200,9 +194,15 @@ def _run(
                 f"{tc.max_reading_wer:.0%} WER from the transcript (train.max_reading_wer), "
                 f"e.g. {dropped[0].id}"
             )
-        examples = examples_for(train_utts, dc.tasks)
     if readings is not None and tc.joint_answers == "reading":
         examples = examples_for(on_readings(train_utts, readings), dc.tasks)
+    else:
+        examples = examples_for(train_utts, dc.tasks)
+    if main:
+        counts = {t: len(v) for t, v in examples.items()}
+        console.print(
+            f"[bold]train[/] {len(train_utts)} utterances, examples per task {counts}; eval {len(eval_utts)}"
+        )
 
     params = [p for p in model.parameters() if p.requires_grad]
     lora = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
