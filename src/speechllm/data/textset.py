@@ -26,11 +26,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import re
 from pathlib import Path
 from typing import Any
 
 from speechllm.data.manifest import write_manifest
+from speechllm.data.normalize import WORD_PATTERN
 
 MAX_WORDS = 60
 """Longer SLUE sentences (about 2% of them, up to 166 words) are left out: a batch is padded to
@@ -102,16 +102,13 @@ def build_text_corpus(
     return summary
 
 
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
-
-
 def _placed(entities: list[tuple[str, str]], transcript: str) -> list[tuple[str, str]]:
     """Entities tagged on a snippet as written, in the transcript's normalised words; those whose
     phrase is not a whole-word part of the transcript are dropped."""
     out = []
     padded = f" {transcript} "
     for tag, phrase in entities:
-        words = " ".join(_WORD.findall(phrase.replace("’", "'").lower()))
+        words = " ".join(WORD_PATTERN.findall(phrase.replace("’", "'").lower()))
         if words and f" {words} " in padded:
             out.append((tag, words))
     return out
