@@ -1,4 +1,5 @@
-"""`speechllm infer`, `speechllm evaluate` and `speechllm score`: answers, and their scores."""
+"""`speechllm infer`, `evaluate`, `score` and `compare`: answers, their scores, and whether one
+system's scores are really above another's."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from speechllm.cli.common import (
     Runtime,
     RuntimeOption,
     app,
+    err,
     fail,
     load_model,
     model_dir,
@@ -251,3 +253,48 @@ def score(
         fail(exc)
     sources = {"reference": str(reference), "predictions": str(predictions)}
     report_and_print(out, refs, preds, metrics, sources)
+
+
+def _predictions_file(path: Path) -> Path:
+    """A predictions file, or an `evaluate --out` folder holding one."""
+    return path / "predictions.jsonl" if path.is_dir() else path
+
+
+@app.command()
+def compare(
+    reference: Annotated[Path, typer.Option(help="Reference manifest (JSONL).")],
+    a: Annotated[
+        Path, typer.Argument(help="System A: predictions JSONL or an evaluate --out folder.")
+    ],
+    b: Annotated[Path, typer.Argument(help="System B, the same way.")],
+    resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
+) -> None:
+    """Paired bootstrap of A against B on the same references: each figure, A - B, its 95%
+    interval and the share of resamples where A is better; prints JSON (a table on stderr)."""
+    from rich.table import Table
+
+    from speechllm.data.manifest import read_manifest
+    from speechllm.evaluation import report
+    from speechllm.evaluation.compare import paired_bootstrap
+
+    try:
+        refs = read_manifest(
+            reference, defaults={"audio": None, "duration": None}, what="reference manifest"
+        )
+        systems = [report.read_predictions(_predictions_file(p)) for p in (a, b)]
+        result = paired_bootstrap(refs, *systems, resamples=resamples, seed=seed)
+    except (SpeechLLMError, OSError) as exc:
+        fail(exc)
+    table = Table("metric", "A", "B", "A - B", "95% interval", "A better in")
+    for metric, r in result.items():
+        table.add_row(
+            metric,
+            f"{r['a']:.1f}",
+            f"{r['b']:.1f}",
+            f"{r['diff']:+.1f}",
+            f"[{r['low']:+.1f}, {r['high']:+.1f}]",
+            f"{r['a_better']:.0%}",
+        )
+    err.print(table)
+    print(json.dumps({"a": str(a), "b": str(b), "resamples": resamples, **result}, indent=2))
