@@ -222,6 +222,47 @@ def test_build_writes_the_layout_and_resumes(shared, tmp_path):
     assert (out / "ner.jsonl").read_bytes() == before[out / "ner.jsonl"]
 
 
+def test_a_selection_set_is_disjoint_from_its_bench(shared, tmp_path):
+    """`--after`: the sets a model is chosen on share no clip with the test bench of the same seed,
+    and are what a bench of both sizes adds to it."""
+    build = {
+        name: build_bench(
+            tmp_path / name,
+            spec,
+            shared=shared,
+            cheap_labels=False,
+            voice=FakeVoice(),
+            progress=False,
+        )
+        for name, spec in {
+            "bench": BenchSpec(ner=4, sa=6, seed=2),
+            "select": BenchSpec(ner=5, sa=9, seed=2, after=(4, 6)),
+            "both": BenchSpec(ner=9, sa=15, seed=2),
+        }.items()
+    }
+    bench, select, both = build["bench"], build["select"], build["both"]
+    assert len(select.ner) == 5 and len(select.sa) == 9
+    assert not {u.id for u in select.asr} & {u.id for u in bench.asr}
+    assert [u.id for u in select.ner] == [u.id for u in both.ner[4:]]
+    assert {u.id for u in select.sa} == {u.id for u in both.sa} - {u.id for u in bench.sa}
+    assert sorted(u.sentiment for u in select.sa) == sorted(SENTIMENTS * 3)
+    # No LibriSpeech clip: the four real ones belong to the test bench.
+    assert len(select.asr) == 14 and not (tmp_path / "select" / "librispeech").exists()
+    assert select.info["command"].endswith("--seed 2 --after 4,6")
+    assert "after the first 4" in select.info["sources"]["ner"]["rule"]
+    with pytest.raises(ValueError, match="--after"):
+        BenchSpec(after=(-1, 0))
+
+
+@pytest.mark.parametrize("after", ["100", "100,sixty", "1,2,3"])
+def test_cli_after_takes_two_sizes(tmp_path, after):
+    result = runner.invoke(
+        cli.app, ["bench", "build", "--out", str(tmp_path / "b"), "--after", after]
+    )
+    assert result.exit_code != 0 and "--after takes two sizes" in result.output
+    assert not (tmp_path / "b").exists()
+
+
 def test_build_is_deterministic_across_folders(shared, tmp_path):
     spec = BenchSpec(ner=2, sa=3, seed=5)
     for name in ("a", "b"):

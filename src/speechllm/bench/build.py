@@ -19,8 +19,6 @@ from speechllm.bench.spec import (
     LIBRISPEECH_DIR,
     VOICE_PACKAGE,
     BenchSpec,
-    ner_selection,
-    stratified_sample,
 )
 from speechllm.data.audio import WHISPER_WINDOW_SECONDS
 from speechllm.data.importers.slue import SLUE_DEV
@@ -170,12 +168,11 @@ def build_bench(
 
         check_installed()
     dev = import_slue_voxpopuli(shared / SLUE_DEV)
-    ner_text, ner_skipped = ner_selection(dev, spec.ner)
     rated = import_vader(shared / VADER_DIR, split="test")
     # Piper speaks the snippet as written (its punctuation shapes the prosody); the manifest
     # gets the transcript once the clip exists.
     eligible = [u for u in rated if sa_reference(u.text) is not None]
-    sa_text = stratified_sample(eligible, spec.sa, spec.seed)
+    ner_text, ner_skipped, sa_text = spec.selection(dev, eligible)
 
     # Only now, with the selection known to be possible, is anything written.
     voice_info = {
@@ -195,7 +192,8 @@ def build_bench(
     )
     sa = [dataclasses.replace(u, text=sa_reference(u.text) or "") for u in sa_spoken]
     _check_lengths(ner + sa)
-    libri = _copy_librispeech(shared, out)
+    # The four real clips belong to the test bench; a selection set holds none of them.
+    libri = _copy_librispeech(shared, out) if spec.after is None else []
     # Every clip with whatever gold labels it has: one `evaluate --tasks all` over asr.jsonl
     # decodes ASR for all, NER where there are entities, SA where there is a sentiment, and so
     # gives WER, NER F1, SA F1 and the SLUE score together.

@@ -91,7 +91,12 @@ def bench_info(
             "ner": {
                 "file": SLUE_DEV.as_posix(),
                 "licence": "CC0 (SLUE-VoxPopuli)",
-                "rule": f"the first {spec.ner} rows of at most {NER_MAX_WORDS} words",
+                "rule": (
+                    f"the first {spec.ner} rows of at most {NER_MAX_WORDS} words"
+                    if spec.after is None
+                    else f"the {spec.ner} rows of at most {NER_MAX_WORDS} words after the first "
+                    f"{spec.after[0]} (a selection set)"
+                ),
                 "first_id": ner[0].id if ner else None,
                 "last_id": ner[-1].id if ner else None,
                 "skipped_longer": ner_skipped,
@@ -106,6 +111,11 @@ def bench_info(
                     "Neutral, others left out); eligible snippets: see bench.sa_reference "
                     f"({SA_MIN_WORDS}-{SA_MAX_WORDS} words, letters and plain punctuation only); "
                     "equal per class, spread over corpora, seeded shuffle per (class, corpus)"
+                    + (
+                        ""
+                        if spec.after is None
+                        else f"; those the bench of --sa {spec.after[1]} holds left out"
+                    )
                 ),
                 "eligible": by_class_and_corpus(eligible),
                 "chosen": by_class_and_corpus(sa),
@@ -219,7 +229,8 @@ def readme(out: Path, spec: BenchSpec, info: dict[str, Any], cheap: dict[str, An
         f"| SA | sa.jsonl | {s['sa']} | {secs['sa'] / 60:.1f} min | VADER human-rated snippets "
         f"(MIT), gold 3-class sentiment ({per_class}), spoken by piper |",
         f"| ASR | asr.jsonl | {s['asr']} | {(secs['ner'] + secs['sa'] + secs['librispeech']) / 60:.1f} "
-        "min | every clip above (labels removed) + 4 real LibriSpeech test-clean clips |",
+        "min | every clip above (labels removed)"
+        + (" + 4 real LibriSpeech test-clean clips |" if spec.after is None else " |"),
         "",
         f"Voice: piper with `{VOICE_PACKAGE}` (en-US joe, medium), 16 kHz; prosody per clip from "
         f"(seed, id) with seed {spec.seed} (NER) and {spec.seed + 1} (SA), noise seeded per clip.",

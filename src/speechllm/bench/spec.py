@@ -137,6 +137,12 @@ class BenchSpec:
     ner: int = DEFAULT_NER
     sa: int = DEFAULT_SA
     seed: int = DEFAULT_SEED
+    after: tuple[int, int] | None = None
+    """A selection set: the (ner, sa) sizes of the bench of this seed that it must not overlap.
+    Its NER sentences are the `ner` after that bench's, its SA snippets the `sa` that a bench
+    asking for both counts adds to that bench's (`stratified_sample` only ever adds), and it holds
+    no LibriSpeech clip. Checkpoints and recipes are chosen on it, so the bench itself stays a
+    test set."""
 
     def __post_init__(self) -> None:
         for name in ("ner", "sa"):
@@ -144,8 +150,23 @@ class BenchSpec:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if self.ner + self.sa == 0:
             raise ValueError("the bench would be empty: ask for --ner or --sa utterances")
+        if self.after is not None and min(self.after) < 0:
+            raise ValueError(f"--after sizes must be >= 0, got {self.after}")
 
     def command(self, out: str | Path) -> str:
+        after = f" --after {self.after[0]},{self.after[1]}" if self.after is not None else ""
         return (
             f"speechllm bench build --out {out} --ner {self.ner} --sa {self.sa} --seed {self.seed}"
+            + after
         )
+
+    def selection(
+        self, dev: Sequence[Utterance], eligible: Sequence[Utterance]
+    ) -> tuple[list[Utterance], list[str], list[Utterance]]:
+        """The NER sentences (with the longer ids skipped on the way) and SA snippets this spec
+        chooses from SLUE dev and the eligible reserved VADER snippets."""
+        skip_ner, skip_sa = self.after or (0, 0)
+        ner, skipped = ner_selection(dev, skip_ner + self.ner)
+        sa = stratified_sample(eligible, skip_sa + self.sa, self.seed)
+        held = {u.id for u in stratified_sample(eligible, skip_sa, self.seed)}
+        return ner[skip_ner:], skipped, [u for u in sa if u.id not in held]

@@ -233,6 +233,14 @@ def bench_build(
         bool,
         typer.Option(help="Also write the spaCy/VADER label twin (needs the labels extra)."),
     ] = True,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            help="NER,SA: build a selection set disjoint from the bench of these sizes (and this "
+            "seed), without LibriSpeech clips: for choosing checkpoints, so the bench stays a "
+            "test set. E.g. --ner 200 --sa 120 --after 100,60."
+        ),
+    ] = None,
 ) -> None:
     """Build (or resume) the offline benchmark: ner.jsonl, sa.jsonl, asr.jsonl, WAVs, bench.json."""
     import time
@@ -242,7 +250,14 @@ def bench_build(
 
     start = time.monotonic()
     try:
-        result = build_bench(out, BenchSpec(ner=ner, sa=sa, seed=seed), cheap_labels=cheap_labels)
+        held = None
+        if after is not None:
+            parts = after.split(",")
+            if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+                raise ValueError(f"--after takes two sizes, NER,SA (e.g. 100,60); got {after!r}")
+            held = (int(parts[0]), int(parts[1]))
+        spec = BenchSpec(ner=ner, sa=sa, seed=seed, after=held)
+        result = build_bench(out, spec, cheap_labels=cheap_labels)
     except (SpeechLLMError, ValueError, OSError) as exc:
         fail(exc)
     sizes = result.info["sizes"]
