@@ -7,8 +7,7 @@
   (`test-ids.tsv`) and that a speaker can say as written (`importers.vader.sa_reference`: the transcript is
   the snippet in SLUE's normalised style), with their gold 3-class sentiment;
 - `joint-text.jsonl`: a seeded sample of `joint` rows of each of the two, to be spoken by
-  `speechllm data synth` for the short end-to-end (`kind: joint`) stage, with gold sentiment
-  only (the SLUE sentences' synthetic one is dropped; they keep their entities);
+  `speechllm data synth` for the short end-to-end (`kind: joint`) stage;
 - `textset.json`: counts, and where each label came from.
 
 The paper's synthetic labels fill what a source lacks (`synthetic=True`, the default), so that
@@ -92,22 +91,13 @@ def build_text_corpus(
         summary[name]["sentiment_counts"] = _counts(u.sentiment for u in utts)
         summary[name]["with_entities"] = sum(bool(u.entities) for u in utts)
     # A SLUE sentence of at most 40 words: piper's clips stay well inside Whisper's 30 s window.
-    # The joint sample's SLUE sentences lose their synthetic sentiment: in the short joint stage
-    # they made half the sentiment targets, and the VADER lexicon's labels (macro F1 58 against
-    # human ones) pulled the model off the text stage's sentiment every time (docs/recipe.md:
-    # with them 62.1, without 70.1). They still teach `asr` and `ner`.
-    unlabelled = [dataclasses.replace(u, sentiment=None) for u in slue if len(u.text.split()) <= 40]
     spoken = []
-    for name, utts in (("slue", unlabelled), ("vader", vader)):
+    for name, utts in (("slue", [u for u in slue if len(u.text.split()) <= 40]), ("vader", vader)):
         rows = sorted(utts, key=lambda u: u.id)
         random.Random(f"speechllm-joint:{seed}:{name}").shuffle(rows)
         spoken += rows[:joint]
     write_manifest(out / "joint-text.jsonl", spoken)
-    summary["joint-text.jsonl"] = {
-        "rows": len(spoken),
-        "seed": seed,
-        "sentiment": "gold only (the VADER snippets); the SLUE sentences have none",
-    }
+    summary["joint-text.jsonl"] = {"rows": len(spoken), "seed": seed}
     (out / "textset.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
