@@ -49,6 +49,12 @@ class FakeVoice:
         return (0.1 * np.sin(np.arange(n, dtype=np.float32) * 0.05)).astype(np.float32)
 
 
+def fake_build(out: Path, spec: BenchSpec, shared: Path, voice: FakeVoice | None = None):
+    """`build_bench` with a fake voice, no cheap labels and no progress bar."""
+    voice = voice if voice is not None else FakeVoice()
+    return build_bench(out, spec, shared=shared, cheap_labels=False, voice=voice, progress=False)
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -170,7 +176,7 @@ def test_build_writes_the_layout_and_resumes(shared, tmp_path):
     out = tmp_path / "bench"
     voice = FakeVoice()
     spec = BenchSpec(ner=5, sa=6, seed=3)
-    result = build_bench(out, spec, shared=shared, cheap_labels=False, voice=voice, progress=False)
+    result = fake_build(out, spec, shared, voice)
     assert len(voice.calls) == 11
 
     ner = read_manifest(out / "ner.jsonl", require_audio=True)
@@ -212,12 +218,12 @@ def test_build_writes_the_layout_and_resumes(shared, tmp_path):
     # Resumable: nothing is spoken again and every file is the same.
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     again = FakeVoice()
-    build_bench(out, spec, shared=shared, cheap_labels=False, voice=again, progress=False)
+    fake_build(out, spec, shared, again)
     assert again.calls == []
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     # A lost clip is spoken again, alone.
     wav.unlink()
-    build_bench(out, spec, shared=shared, cheap_labels=False, voice=again, progress=False)
+    fake_build(out, spec, shared, again)
     assert again.calls == [dev[0].text]
     assert (out / "ner.jsonl").read_bytes() == before[out / "ner.jsonl"]
 
@@ -226,14 +232,7 @@ def test_a_selection_set_is_disjoint_from_its_bench(shared, tmp_path):
     """`--after`: the sets a model is chosen on share no clip with the test bench of the same seed,
     and are what a bench of both sizes adds to it."""
     build = {
-        name: build_bench(
-            tmp_path / name,
-            spec,
-            shared=shared,
-            cheap_labels=False,
-            voice=FakeVoice(),
-            progress=False,
-        )
+        name: fake_build(tmp_path / name, spec, shared)
         for name, spec in {
             "bench": BenchSpec(ner=4, sa=6, seed=2),
             "select": BenchSpec(ner=5, sa=9, seed=2, after=(4, 6)),
@@ -266,14 +265,7 @@ def test_cli_after_takes_two_sizes(tmp_path, after):
 def test_build_is_deterministic_across_folders(shared, tmp_path):
     spec = BenchSpec(ner=2, sa=3, seed=5)
     for name in ("a", "b"):
-        build_bench(
-            tmp_path / name,
-            spec,
-            shared=shared,
-            cheap_labels=False,
-            voice=FakeVoice(),
-            progress=False,
-        )
+        fake_build(tmp_path / name, spec, shared)
     for name in ("ner.jsonl", "sa.jsonl", "asr.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     a = json.loads((tmp_path / "a" / "bench.json").read_text())
@@ -286,9 +278,7 @@ def test_build_is_deterministic_across_folders(shared, tmp_path):
 
 def test_build_refuses_a_folder_spoken_with_another_seed(shared, tmp_path):
     def build(seed: int) -> None:
-        spec = BenchSpec(ner=1, sa=0, seed=seed)
-        voice = FakeVoice()
-        build_bench(tmp_path, spec, shared=shared, cheap_labels=False, voice=voice, progress=False)
+        fake_build(tmp_path, BenchSpec(ner=1, sa=0, seed=seed), shared)
 
     build(seed=0)
     with pytest.raises(ConfigError, match="other settings"):
@@ -298,23 +288,14 @@ def test_build_refuses_a_folder_spoken_with_another_seed(shared, tmp_path):
 def test_build_that_cannot_be_selected_writes_nothing(shared, tmp_path):
     out = tmp_path / "bench"
     with pytest.raises(ValueError, match="asked for 5000 NER utterances"):
-        build_bench(
-            out, BenchSpec(ner=5000, sa=0), shared=shared, cheap_labels=False, voice=FakeVoice()
-        )
+        fake_build(out, BenchSpec(ner=5000, sa=0), shared)
     assert not out.exists()
 
 
 def test_build_refuses_clips_longer_than_whisper_window(shared, tmp_path):
     slow = FakeVoice(seconds_per_word=2.0)  # a 16-word sentence lasts 32 s
     with pytest.raises(AudioError, match="30 s window"):
-        build_bench(
-            tmp_path,
-            BenchSpec(ner=3, sa=0),
-            shared=shared,
-            cheap_labels=False,
-            voice=slow,
-            progress=False,
-        )
+        fake_build(tmp_path, BenchSpec(ner=3, sa=0), shared, slow)
 
 
 def test_missing_labels_extra_is_one_clear_error_before_any_speech(monkeypatch, tmp_path):
