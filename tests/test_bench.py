@@ -251,6 +251,11 @@ def test_a_selection_set_is_disjoint_from_its_bench(shared, tmp_path):
     assert "after the first 4" in select.info["sources"]["ner"]["rule"]
     with pytest.raises(ValueError, match="--after"):
         BenchSpec(after=(-1, 0))
+    # Never written over the test bench's manifests: its folder refuses a selection set.
+    before = (tmp_path / "bench" / "asr.jsonl").read_bytes()
+    with pytest.raises(ConfigError, match="other settings"):
+        fake_build(tmp_path / "bench", BenchSpec(ner=5, sa=9, seed=2, after=(4, 6)), shared)
+    assert (tmp_path / "bench" / "asr.jsonl").read_bytes() == before
 
 
 @pytest.mark.parametrize("after", ["100", "100,sixty", "1,2,3"])

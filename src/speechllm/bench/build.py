@@ -94,9 +94,12 @@ def _versions() -> dict[str, str]:
 
 
 def _check_stamp(out: Path, spec: BenchSpec, voice_info: dict[str, Any]) -> None:
-    """Refuse to resume into a folder whose clips were spoken with another seed or voice."""
+    """Refuse to resume into a folder whose clips were spoken with another seed or voice, or
+    that holds a test bench where a selection set is asked for (or the other way round)."""
     stamp = out / _STAMP
-    mine = {"format": FORMAT, "seed": spec.seed, "voice": voice_info}
+    mine: dict[str, Any] = {"format": FORMAT, "seed": spec.seed, "voice": voice_info}
+    if spec.after is not None:  # only then: the stamps of earlier benches stay valid
+        mine["after"] = list(spec.after)
     if stamp.is_file():
         try:
             theirs = json.loads(stamp.read_text())
