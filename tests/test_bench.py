@@ -249,6 +249,8 @@ def test_a_selection_set_is_disjoint_from_its_bench(shared, tmp_path):
     assert len(select.asr) == 14 and not (tmp_path / "select" / "librispeech").exists()
     assert select.info["command"].endswith("--seed 2 --after 4,6")
     assert "after the first 4" in select.info["sources"]["ner"]["rule"]
+    readme = (tmp_path / "select" / "README.md").read_text()
+    assert readme.startswith("# speechllm selection set") and "--ner 4 --sa 6 --seed 2" in readme
     with pytest.raises(ValueError, match="--after"):
         BenchSpec(after=(-1, 0))
     # Never written over the test bench's manifests: its folder refuses a selection set.

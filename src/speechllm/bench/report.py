@@ -217,8 +217,15 @@ def readme(out: Path, spec: BenchSpec, info: dict[str, Any], cheap: dict[str, An
     chosen = src["sa"]["chosen"]
     per_class = ", ".join(f"{c} {sum(chosen[c].values())}" for c in SENTIMENTS)
     secs = info["audio_seconds"]
+    title = "# speechllm offline benchmark"
+    if spec.after is not None:
+        title = (
+            "# speechllm selection set\n\nDisjoint from the benchmark of `--ner "
+            f"{spec.after[0]} --sa {spec.after[1]} --seed {spec.seed}`: choose checkpoints and "
+            "recipes on this set, and report them on that benchmark."
+        )
     lines = [
-        "# speechllm offline benchmark",
+        title,
         "",
         f"Built by `{info['command']}` (bench format {FORMAT}).",
         "",
