@@ -350,6 +350,7 @@ def test_cli_round_trip(tiny_dirs, tmp_path):
     for u in labelled:
         assert u.sentiment in SENTIMENTS
         assert all(tag in SLUE_TAGS and phrase in u.text for tag, phrase in u.entities)
+        assert u.synthetic == ("entities", "sentiment")
     summary = json.loads(summary_path(out).read_text())
     assert summary["n_utterances"] == 3 and summary["tasks"] == ["ner", "sa"]
     assert summary["generated"] == 6 and summary["failures"] == []

@@ -54,6 +54,14 @@ def test_dict_round_trip() -> None:
         Utterance.from_dict({**GOOD, "sentiment": "happy"})
 
 
+def test_synthetic_labels_are_named_and_written_only_when_present() -> None:
+    made = Utterance.from_dict({**GOOD, "synthetic": ["sentiment"]})
+    assert made.synthetic == ("sentiment",)
+    assert made.to_dict() == {**GOOD, "synthetic": ["sentiment"]}
+    # Rows without synthetic labels keep the old line, key and all.
+    assert "synthetic" not in Utterance.from_dict(GOOD).to_dict()
+
+
 def test_paths_relative_inside_absolute_outside(tmp_path: Path) -> None:
     write_manifest(tmp_path / "m.jsonl", sample_utts(tmp_path))
     lines = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
@@ -105,6 +113,8 @@ def test_blank_lines_and_bom_are_fine(tmp_path: Path) -> None:
         ({**GOOD, "entities": [["PLACE", " "]]}, "entities[0] has an empty phrase"),
         ({**GOOD, "sentiment": "positive"}, "'sentiment' must be one of Negative, Neutral"),
         ({**GOOD, "split": ""}, "'split' must be a non-empty string"),
+        ({**GOOD, "synthetic": "sentiment"}, "'synthetic' must be a list of label fields"),
+        ({**GOOD, "synthetic": ["text"]}, "'synthetic' must be a list of label fields"),
     ],
 )
 def test_each_validation_error(tmp_path: Path, line: object, expected: str) -> None:

@@ -53,6 +53,21 @@ def test_loss_only_on_answer_tokens(tiny_dirs):
         assert n == len(pre) + [6, 4][i] + len(post) + len(ids)  # speech kept at its own length
 
 
+def test_an_unscored_answer_prefix_adds_no_loss(tiny_dirs):
+    m = make_model(tiny_dirs)
+    speech = torch.randn(2, 4, m.llm.config.hidden_size)
+    answers = ["Positive | the european commission"] * 2
+    args = (speech, torch.tensor([4, 4]), ["all", "all"], answers)
+    _, _, full = m._assemble(*args, left_pad=False)
+    _, _, part = m._assemble(*args, left_pad=False, unscored=["Positive", ""])
+    word = len(m.tokenizer("Positive", add_special_tokens=False).input_ids)
+    taught = full[0][full[0] != -100].tolist()
+    assert part[0][part[0] != -100].tolist() == taught[word:]
+    assert torch.equal(part[1], full[1])
+    with pytest.raises(ValueError, match="does not open with"):
+        m._assemble(*args, left_pad=False, unscored=["Negative", ""])
+
+
 def test_training_forward_backward_touches_only_trainable(tiny_dirs):
     m = make_model(tiny_dirs)
     m.train()

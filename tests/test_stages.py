@@ -17,6 +17,7 @@ from speechllm.errors import ConfigError
 from speechllm.model.answers import parse_answers
 from speechllm.model.prompts import ALL_SEPARATOR, parse_all, target_text
 from speechllm.model.speechllm import SpeechLLM
+from speechllm.training.batches import make_batch
 from speechllm.training.sampler import examples_for, spec_augment
 from speechllm.training.train import train
 from tiny import save_tiny_whisper_asr, tiny_asr_model
@@ -83,6 +84,22 @@ def test_all_target_needs_both_labels():
     assert [e.utt.id for e in examples["all"]] == ["a"]
     assert [e.utt.id for e in examples["sa"]] == ["a", "b"]
     assert [e.utt.id for e in examples["ner"]] == ["a", "c"]
+
+
+def test_synthetic_sentiment_can_be_left_untaught():
+    made = Utterance("m", None, None, TEXTS[0], [], "Positive", synthetic=("sentiment",))
+    gold = Utterance("g", None, None, TEXTS[1], [], "Negative")
+    taught = examples_for([made, gold], ["all", "sa"])
+    assert [e.utt.id for e in taught["sa"]] == ["m", "g"]
+    assert all(e.unscored == "" for e in taught["all"])
+    kept = examples_for([made, gold], ["all", "sa"], synthetic_sentiment=False)
+    assert [e.utt.id for e in kept["sa"]] == ["g"]  # no sa example of a guessed sentiment
+    # The row still teaches its transcript and entities; only the sentiment word is unscored.
+    assert [(e.utt.id, e.unscored) for e in kept["all"]] == [("m", "Positive"), ("g", "")]
+    assert kept["all"][0].answer == taught["all"][0].answer
+    batch = make_batch(kept["all"], None)
+    assert batch.unscored == ["Positive", ""]
+    assert batch.sentiments == [None, "Negative"]  # nor a classifier target
 
 
 # ------------------------------------------------------------------ config

@@ -45,3 +45,6 @@ def test_synthetic_labels_fill_what_a_source_lacks(shared, tmp_path):
             assert f" {phrase} " in f" {u.text} "
     assert "synthetic" in summary["vader-train.jsonl"]["entities"]
     assert "synthetic" in summary["slue-train.jsonl"]["sentiment"]
+    # Each row names the labels a tool made, so training can tell them from the gold ones.
+    assert all(u.synthetic == ("sentiment",) for u in slue)
+    assert all(u.synthetic == ("entities",) for u in vader)

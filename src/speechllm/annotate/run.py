@@ -91,7 +91,7 @@ def annotate_utterances(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[Utterance], dict[str, Any]]:
     """Label each utterance's text; return (utterances with `entities` / `sentiment` replaced
-    for the annotated tasks, summary dict).
+    for the annotated tasks and named in their `synthetic` list, summary dict).
 
     A failed annotation leaves that field None ("not labelled") and is listed in the summary's
     `failures`; fields of tasks not annotated are kept as they were.
@@ -112,10 +112,14 @@ def annotate_utterances(
     out = []
     for i, u in enumerate(utts):
         new = replace(u)
+        made = set(u.synthetic)
         if "ner" in per_task:
             new.entities = per_task["ner"][i].entities if per_task["ner"][i].ok else None
+            made.add("entities")
         if "sa" in per_task:
             new.sentiment = per_task["sa"][i].sentiment if per_task["sa"][i].ok else None
+            made.add("sentiment")
+        new.synthetic = tuple(sorted(made))
         out.append(new)
     summary = summarize(utts, per_task)
     summary.update(

@@ -135,6 +135,12 @@ class TrainConfig:
     reading of the clip (the gold entities it holds, the gold sentiment), what a model that copies
     its reading (`model.copy_reading`) answers. Measured once each (docs/recipe.md): `gold` scored
     the better SLUE score; both are kept to compare."""
+    synthetic_sentiment_loss: bool = True
+    """Whether rows whose sentiment is synthetic (named in a manifest row's `synthetic` list:
+    the VADER lexicon's guess on parliament speech, an LLM annotator's) teach sentiment. False:
+    they give no `sa` examples and no loss on the sentiment word of their `all` answers, while the
+    rest of those answers (transcript, entities) still teaches; the sentiment classifier skips
+    them too. Dropping the rows instead would also drop what they teach about entities."""
     max_reading_wer: float | None = 0.5
     """`whisper` route, `joint` stage: clips whose Whisper reading is further than this WER (a
     fraction) from the gold transcript are left out of the stage (`training.batches.usable_readings`):

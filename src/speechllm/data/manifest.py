@@ -7,7 +7,9 @@ A line looks like::
 
 `audio` is null in a text-only manifest (one still to be spoken by `speechllm data synth`);
 relative audio paths are relative to the manifest's own folder, so a dataset folder can be moved
-as a whole. `entities` null means "not labelled for NER", [] means "labelled: no entities".
+as a whole. `entities` null means "not labelled for NER", [] means "labelled: no entities". An optional
+`"synthetic": ["sentiment"]` names the labels a tool or an LLM made rather than a person (the
+paper's synthetic labels), so training can weigh them apart (`train.synthetic_sentiment_loss`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ MAX_REPORTED = 10
 """At most this many problems are listed in one ManifestError (the rest are counted)."""
 
 REQUIRED_KEYS: tuple[str, ...] = ("id", "audio", "duration", "text")
-OPTIONAL_KEYS: tuple[str, ...] = ("entities", "sentiment", "split")
+OPTIONAL_KEYS: tuple[str, ...] = ("entities", "sentiment", "split", "synthetic")
+LABEL_FIELDS: tuple[str, ...] = ("entities", "sentiment")
+"""The label fields a row's `synthetic` list may name."""
 
 
 @dataclass
@@ -43,10 +47,13 @@ class Utterance:
     entities: list[tuple[str, str]] | None = None
     sentiment: str | None = None  # one of SENTIMENTS, or None
     split: str = "train"
+    # Which of LABEL_FIELDS a tool or an LLM made (not a person); () = all as given.
+    synthetic: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of one manifest line (audio path as stored in the object)."""
-        return {
+        """The JSON object of one manifest line (audio path as stored in the object). `synthetic`
+        is written only where a label is synthetic, so manifests without any stay as they were."""
+        out: dict[str, Any] = {
             "id": self.id,
             "audio": self.audio,
             "duration": self.duration,
@@ -55,6 +62,9 @@ class Utterance:
             "sentiment": self.sentiment,
             "split": self.split,
         }
+        if self.synthetic:
+            out["synthetic"] = list(self.synthetic)
+        return out
 
     @classmethod
     def from_dict(cls, obj: Any) -> Utterance:
@@ -77,6 +87,7 @@ class Utterance:
             entities=None if ents is None else [(t, p) for t, p in ents],
             sentiment=obj.get("sentiment"),
             split=obj.get("split", "train"),
+            synthetic=tuple(obj.get("synthetic") or ()),
         )
 
 
@@ -115,6 +126,12 @@ def validate_dict(obj: Any) -> list[str]:
     split = obj.get("split", "train")
     if not isinstance(split, str) or not split.strip():
         problems.append(f"'split' must be a non-empty string, got {split!r}")
+    synthetic = obj.get("synthetic", [])
+    if not isinstance(synthetic, list) or any(f not in LABEL_FIELDS for f in synthetic):
+        problems.append(
+            f"'synthetic' must be a list of label fields ({', '.join(LABEL_FIELDS)}), "
+            f"got {synthetic!r}"
+        )
     return problems
 
 

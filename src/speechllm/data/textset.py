@@ -75,12 +75,14 @@ def build_text_corpus(
 
         scorer = VaderScorer()
         slue = [
-            dataclasses.replace(u, sentiment=s)
+            dataclasses.replace(u, sentiment=s, synthetic=(*u.synthetic, "sentiment"))
             for u, s in zip(slue, scorer.sentiments([u.text for u in slue]), strict=True)
         ]
         tagged = SpacyTagger().tag([u.text for u in snippets])
         vader = [
-            dataclasses.replace(v, entities=_placed(ents, v.text))
+            dataclasses.replace(
+                v, entities=_placed(ents, v.text), synthetic=(*v.synthetic, "entities")
+            )
             for v, ents in zip(vader, tagged, strict=True)
         ]
         summary["slue-train.jsonl"]["sentiment"] = "synthetic (VADER lexicon, compound +-0.05)"

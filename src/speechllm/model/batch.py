@@ -18,6 +18,8 @@ class Batch:
     SLUE tags of its entities ([] = labelled, none), for the classifier loss (None where unknown,
     whatever the example's task). speech_texts: transcripts that stand in for the speech
     (`kind: text` stages, and the `whisper` route's transcripts); frames are then None.
+    unscored: per example, a leading part of its answer that adds no loss ("" = none): a
+    synthetic sentiment word with `train.synthetic_sentiment_loss` off.
     """
 
     frames: torch.Tensor | None
@@ -28,6 +30,7 @@ class Batch:
     sentiments: list[str | None] | None = None
     entity_tags: list[list[str] | None] | None = None
     speech_texts: list[str] | None = None
+    unscored: list[str] | None = None
 
 
 def collate_frames(frames: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

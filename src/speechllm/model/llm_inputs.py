@@ -59,10 +59,12 @@ class PromptLayout:
         tasks: list[str],
         answers: list[str] | None,
         left_pad: bool,
+        unscored: list[str] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Input rows from what the LLM reads for the speech (B, N, D), lengths (B,): (inputs_embeds
-        (B, L, D), attention_mask (B, L), labels (B, L): the answer tokens, -100 elsewhere).
-        Left padding for generation, right padding for training."""
+        (B, L, D), attention_mask (B, L), labels (B, L): the answer tokens, -100 elsewhere, and
+        -100 on the tokens of `unscored[i]`, a leading part of answer i the model reads but is
+        not taught). Left padding for generation, right padding for training."""
         device = speech.device
         rows: list[tuple[torch.Tensor, torch.Tensor]] = []
         for i, task in enumerate(tasks):
@@ -77,6 +79,8 @@ class PromptLayout:
             labels = torch.full((vecs.shape[0],), -100, dtype=torch.long, device=device)
             if ans:
                 labels[-len(ans) :] = torch.tensor(ans, device=device)
+                if unscored and unscored[i]:
+                    labels[-len(ans) : -len(ans) + self._prefix_length(ans, unscored[i])] = -100
             rows.append((vecs, labels))
         length = max(v.shape[0] for v, _ in rows)
         d = rows[0][0].shape[1]
@@ -89,6 +93,14 @@ class PromptLayout:
             mask[i, sl] = 1
             labels[i, sl] = lab
         return inputs, mask, labels
+
+    def _prefix_length(self, answer_ids: list[int], prefix: str) -> int:
+        """How many of `answer_ids` spell `prefix`. The answer is tokenized whole, so this checks
+        the prefix's own tokens open it (true of a word before a space in byte-level BPE)."""
+        ids = self.tokenizer(prefix, add_special_tokens=False).input_ids
+        if answer_ids[: len(ids)] != ids:
+            raise ValueError(f"the answer does not open with the tokens of {prefix!r}")
+        return len(ids)
 
     def answers(self, generated: list[list[int]]) -> list[str]:
         """Answer texts of generated id rows: each cut at its first stop id."""

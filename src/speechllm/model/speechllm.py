@@ -166,11 +166,11 @@ class SpeechLLM(PreTrainedModel):
         ids = self.ctc.greedy(speech, lengths, self.llm.get_input_embeddings().weight)
         return [self.tokenizer.decode(i, skip_special_tokens=True).strip() for i in ids]
 
-    def _assemble(self, speech, lengths, tasks, answers, left_pad):  # type: ignore[no-untyped-def]
+    def _assemble(self, speech, lengths, tasks, answers, left_pad, unscored=None):  # type: ignore[no-untyped-def]
         """`PromptLayout.assemble` with this model's embedding table: (inputs_embeds (B, L, D),
         attention_mask (B, L), labels (B, L)) from speech (B, N, D), lengths (B,)."""
         embed = self.llm.get_input_embeddings()
-        return self.layout.assemble(embed, speech, lengths, tasks, answers, left_pad)
+        return self.layout.assemble(embed, speech, lengths, tasks, answers, left_pad, unscored)
 
     def forward(
         self,
@@ -200,6 +200,7 @@ class SpeechLLM(PreTrainedModel):
                 batch.tasks,
                 batch.answers,
                 left_pad=False,
+                unscored=batch.unscored,
             )
             lm_loss = self._lm_loss(inputs, mask, labels)
             return {"lm_loss": lm_loss, "loss": lm_loss}
@@ -212,7 +213,11 @@ class SpeechLLM(PreTrainedModel):
                 raise ValueError("a CTC-only step needs transcripts")
             return {"ctc_loss": ctc, "loss": ctc}
         inputs, mask, labels = self._assemble(
-            *self.llm_speech(speech, lengths), batch.tasks, batch.answers, left_pad=False
+            *self.llm_speech(speech, lengths),
+            batch.tasks,
+            batch.answers,
+            left_pad=False,
+            unscored=batch.unscored,
         )
         lm_loss = self._lm_loss(inputs, mask, labels)
         result = {"lm_loss": lm_loss, "loss": lm_loss}

@@ -63,11 +63,12 @@ def make_batch(
         answers=[e.answer for e in examples],
         transcripts=[e.utt.text for e in examples],
         # Labels for the classifier loss come from the utterance, whatever the example's task.
-        sentiments=[e.utt.sentiment for e in examples],
+        sentiments=[e.utt.sentiment if e.learn_sentiment else None for e in examples],
         entity_tags=[
             None if e.utt.entities is None else sorted({tag for tag, _ in e.utt.entities})
             for e in examples
         ],
+        unscored=[e.unscored for e in examples],
     )
 
 

@@ -20,18 +20,30 @@ class Example:
     utt: Utterance
     task: str
     answer: str
+    learn_sentiment: bool = True
+    """False: the utterance's sentiment is synthetic and not learnt from (no loss on the
+    sentiment word of an `all` answer, no classifier target)."""
+
+    @property
+    def unscored(self) -> str:
+        """The leading part of `answer` that adds no loss ("" = none)."""
+        return "" if self.learn_sentiment or self.task != "all" else self.utt.sentiment or ""
 
 
-def examples_for(utts: list[Utterance], tasks: list[str]) -> dict[str, list[Example]]:
+def examples_for(
+    utts: list[Utterance], tasks: list[str], synthetic_sentiment: bool = True
+) -> dict[str, list[Example]]:
     """Examples per task: `asr` needs a transcript, `ner` entity labels, `sa` a sentiment and
-    `all` all three."""
+    `all` all three. `synthetic_sentiment=False`: rows whose sentiment is synthetic give no `sa`
+    example and their `all` examples do not teach the sentiment word (the rest of the answer,
+    transcript and entities, still teaches)."""
     out: dict[str, list[Example]] = {t: [] for t in tasks}
     for u in utts:
+        learn = synthetic_sentiment or "sentiment" not in u.synthetic
         for task in tasks:
-            if has_labels(u, task):
-                out[task].append(
-                    Example(u, task, target_text(task, u.text, u.entities, u.sentiment))
-                )
+            if has_labels(u, task) and (learn or task != "sa"):
+                answer = target_text(task, u.text, u.entities, u.sentiment)
+                out[task].append(Example(u, task, answer, learn_sentiment=learn))
     return {t: ex for t, ex in out.items() if ex}
 
 

@@ -195,9 +195,11 @@ def _run(
                 f"e.g. {dropped[0].id}"
             )
     if readings is not None and tc.joint_answers == "reading":
-        examples = examples_for(on_readings(train_utts, readings), dc.tasks)
+        examples = examples_for(
+            on_readings(train_utts, readings), dc.tasks, tc.synthetic_sentiment_loss
+        )
     else:
-        examples = examples_for(train_utts, dc.tasks)
+        examples = examples_for(train_utts, dc.tasks, tc.synthetic_sentiment_loss)
     if main:
         counts = {t: len(v) for t, v in examples.items()}
         console.print(
