@@ -195,14 +195,7 @@ class SpeechLLM(PreTrainedModel):
             )
         if batch.speech_texts is not None:
             # Text standing in for speech: the LLM side learns; nothing acoustic runs.
-            inputs, mask, labels = self._assemble(
-                *self.text_speech(batch.speech_texts, text_noise),
-                batch.tasks,
-                batch.answers,
-                left_pad=False,
-                unscored=batch.unscored,
-            )
-            lm_loss = self._lm_loss(inputs, mask, labels)
+            lm_loss = self._lm_loss(*self.text_speech(batch.speech_texts, text_noise), batch)
             return {"lm_loss": lm_loss, "loss": lm_loss}
         if batch.frames is None or batch.frame_lengths is None:
             raise ValueError("a training batch needs frames or speech_texts")
@@ -212,14 +205,7 @@ class SpeechLLM(PreTrainedModel):
             if ctc is None:
                 raise ValueError("a CTC-only step needs transcripts")
             return {"ctc_loss": ctc, "loss": ctc}
-        inputs, mask, labels = self._assemble(
-            *self.llm_speech(speech, lengths),
-            batch.tasks,
-            batch.answers,
-            left_pad=False,
-            unscored=batch.unscored,
-        )
-        lm_loss = self._lm_loss(inputs, mask, labels)
+        lm_loss = self._lm_loss(*self.llm_speech(speech, lengths), batch)
         result = {"lm_loss": lm_loss, "loss": lm_loss}
         if ctc_weight > 0 and batch.transcripts is not None:
             ctc = self.ctc_loss(speech, lengths, batch.transcripts)
@@ -234,10 +220,12 @@ class SpeechLLM(PreTrainedModel):
                 result["loss"] = result["loss"] + cls_weight * cls
         return result
 
-    def _lm_loss(
-        self, inputs: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor
-    ) -> torch.Tensor:
-        """Mean cross-entropy of the answer tokens; inputs (B, L, D), mask and labels (B, L)."""
+    def _lm_loss(self, speech: torch.Tensor, lengths: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Mean cross-entropy of the batch's answer tokens after what the LLM reads for the speech
+        (B, N, D), lengths (B,)."""
+        inputs, mask, labels = self._assemble(
+            speech, lengths, batch.tasks, batch.answers, left_pad=False, unscored=batch.unscored
+        )
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         # Run the decoder body, then the LM head only where a label is predicted: the head over a
         # ~50k vocabulary at every prompt/speech position would cost ~20% of the step for nothing.

@@ -194,12 +194,9 @@ def _run(
                 f"{tc.max_reading_wer:.0%} WER from the transcript (train.max_reading_wer), "
                 f"e.g. {dropped[0].id}"
             )
-    if readings is not None and tc.joint_answers == "reading":
-        examples = examples_for(
-            on_readings(train_utts, readings), dc.tasks, tc.synthetic_sentiment_loss
-        )
-    else:
-        examples = examples_for(train_utts, dc.tasks, tc.synthetic_sentiment_loss)
+    reading = tc.joint_answers == "reading" and readings is not None
+    taught = on_readings(train_utts, readings or {}) if reading else train_utts
+    examples = examples_for(taught, dc.tasks, tc.synthetic_sentiment_loss)
     if main:
         counts = {t: len(v) for t, v in examples.items()}
         console.print(
