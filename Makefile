@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages of the espeak-ng and festival training voices (data/voices.py), and WordNet's
+# Debian packages of the espeak-ng and festival training voices (data/voices.py), CMU flite (its
+# voices are reserved for evaluation on unheard voices: `data synth --evaluation`), and WordNet's
 # database, whose usage examples are the acoustic set's general English (importers/wordnet.py).
-VOICE_PACKAGES := espeak-ng festival festvox-kdlpc16k wordnet-base
+VOICE_PACKAGES := espeak-ng festival festvox-kdlpc16k flite wordnet-base
 
 .PHONY: venv demo model acoustic test test-fast lint format clean
 
@@ -29,10 +30,11 @@ $(STAMP): pyproject.toml requirements/models.txt Makefile
 	      "tests/test_web.py will skip; run 'apt-get install chromium' as root to enable it"; \
 	  fi; \
 	fi
-	# The training voices of `data synth` (data/voices.py): espeak-ng and festival with its ked
-	# voice; without them those voices fail with the apt-get command, and their tests skip
-	# locally and fail under CI.
+	# The voices of `data synth` (data/voices.py): espeak-ng and festival with its ked voice for
+	# training, flite for evaluation on unheard voices; without them those voices fail with the
+	# apt-get command, and their tests skip locally and fail under CI.
 	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v text2wave >/dev/null 2>&1 \
+	    || ! command -v flite >/dev/null 2>&1 \
 	    || [ ! -d /usr/share/festival/voices/english/ked_diphone ] \
 	    || [ ! -f /usr/share/wordnet/data.noun ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
@@ -41,8 +43,8 @@ $(STAMP): pyproject.toml requirements/models.txt Makefile
 	      || { apt-get update -q && apt-get install -y -q $(VOICE_PACKAGES); } \
 	      || echo "warning: could not install $(VOICE_PACKAGES) with apt-get; the espeak and festival voices will be missing"; \
 	  else \
-	    echo "note: espeak-ng, festival or wordnet-base is missing (installing them needs apt-get and root):" \
-	      "run 'apt-get install $(VOICE_PACKAGES)' as root for the training voices and texts"; \
+	    echo "note: espeak-ng, festival, flite or wordnet-base is missing (installing them needs apt-get and root):" \
+	      "run 'apt-get install $(VOICE_PACKAGES)' as root for the training and evaluation voices and texts"; \
 	  fi; \
 	fi
 	touch $(STAMP)

