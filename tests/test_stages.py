@@ -100,6 +100,11 @@ def test_synthetic_sentiment_can_be_left_untaught():
     batch = make_batch(kept["all"], None)
     assert batch.unscored == ["Positive", ""]
     assert batch.sentiments == [None, "Negative"]  # nor a classifier target
+    # `train.sentiment_loss: false`: no row teaches sentiment, gold or guessed.
+    none = examples_for([made, gold], ["all", "sa"], sentiment=False)
+    assert "sa" not in none
+    assert [(e.utt.id, e.unscored) for e in none["all"]] == [("m", "Positive"), ("g", "Negative")]
+    assert make_batch(none["all"], None).sentiments == [None, None]
 
 
 # ------------------------------------------------------------------ config

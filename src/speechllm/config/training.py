@@ -141,6 +141,12 @@ class TrainConfig:
     they give no `sa` examples and no loss on the sentiment word of their `all` answers, while the
     rest of those answers (transcript, entities) still teaches; the sentiment classifier skips
     them too. Dropping the rows instead would also drop what they teach about entities."""
+    sentiment_loss: bool = True
+    """Whether this stage teaches sentiment at all. False: every row is treated as one whose
+    sentiment is synthetic with `synthetic_sentiment_loss` off (no `sa` examples, no loss on the
+    sentiment word of `all` answers, no classifier target). For a short stage on a few hundred
+    clips after a text stage that learnt sentiment from ten thousand snippets: a few hundred
+    gold labels there move the decision more by their draw than by what they add."""
     max_reading_wer: float | None = 0.5
     """`whisper` route, `joint` stage: clips whose Whisper reading is further than this WER (a
     fraction) from the gold transcript are left out of the stage (`training.batches.usable_readings`):

@@ -31,15 +31,18 @@ class Example:
 
 
 def examples_for(
-    utts: list[Utterance], tasks: list[str], synthetic_sentiment: bool = True
+    utts: list[Utterance],
+    tasks: list[str],
+    synthetic_sentiment: bool = True,
+    sentiment: bool = True,
 ) -> dict[str, list[Example]]:
     """Examples per task: `asr` needs a transcript, `ner` entity labels, `sa` a sentiment and
     `all` all three. `synthetic_sentiment=False`: rows whose sentiment is synthetic give no `sa`
     example and their `all` examples do not teach the sentiment word (the rest of the answer,
-    transcript and entities, still teaches)."""
+    transcript and entities, still teaches). `sentiment=False`: so for every row."""
     out: dict[str, list[Example]] = {t: [] for t in tasks}
     for u in utts:
-        learn = synthetic_sentiment or "sentiment" not in u.synthetic
+        learn = sentiment and (synthetic_sentiment or "sentiment" not in u.synthetic)
         for task in tasks:
             if has_labels(u, task) and (learn or task != "sa"):
                 answer = target_text(task, u.text, u.entities, u.sentiment)

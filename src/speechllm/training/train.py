@@ -196,7 +196,7 @@ def _run(
             )
     reading = tc.joint_answers == "reading" and readings is not None
     taught = on_readings(train_utts, readings or {}) if reading else train_utts
-    examples = examples_for(taught, dc.tasks, tc.synthetic_sentiment_loss)
+    examples = examples_for(taught, dc.tasks, tc.synthetic_sentiment_loss, tc.sentiment_loss)
     if main:
         counts = {t: len(v) for t, v in examples.items()}
         console.print(
