@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml requirements/models.txt Makefile
 	    export DEBIAN_FRONTEND=noninteractive; \
 	    apt-get install -y -q $(VOICE_PACKAGES) \
 	      || { apt-get update -q && apt-get install -y -q $(VOICE_PACKAGES); } \
-	      || echo "warning: could not install $(VOICE_PACKAGES) with apt-get; the espeak and festival voices will be missing"; \
+	      || echo "warning: could not install $(VOICE_PACKAGES) with apt-get; the espeak, festival and flite voices will be missing"; \
 	  else \
 	    echo "note: espeak-ng, festival, flite or wordnet-base is missing (installing them needs apt-get and root):" \
 	      "run 'apt-get install $(VOICE_PACKAGES)' as root for the training and evaluation voices and texts"; \

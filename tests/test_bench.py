@@ -28,7 +28,7 @@ from speechllm.data.audio import WHISPER_WINDOW_SECONDS
 from speechllm.data.importers.slue import SLUE_DEV, import_slue_voxpopuli
 from speechllm.data.importers.vader import SA_MAX_WORDS, sa_reference
 from speechllm.data.manifest import Utterance, read_manifest
-from speechllm.data.voices import expand
+from speechllm.data.voices import FLITE_VOICES, expand
 from speechllm.errors import AudioError, ConfigError, ModelSourceError
 from speechllm.labels import SENTIMENTS, SLUE_TAGS
 from tiny import absent, require
@@ -280,6 +280,10 @@ def test_an_unseen_voice_set_takes_only_voices_no_training_uses():
     assert spec.command("u").endswith(
         "--seed 0 --voices flite:kal16,festival:cmu_us_slt_arctic_hts"
     )
+    # `flite:all` is expanded where the spec is made, so the stamp and bench.json name voices.
+    assert BenchSpec(voices=("flite:all",)).voices == tuple(f"flite:{v}" for v in FLITE_VOICES)
+    with pytest.raises(ValueError, match="--voices and --after"):
+        BenchSpec(ner=2, sa=0, after=(1, 0), voices=("flite:awb",))
 
 
 def test_cli_voices_refuses_a_training_voice_and_writes_nothing(tmp_path):
@@ -315,7 +319,26 @@ def test_an_unseen_voice_set_is_spoken_by_its_voices_in_turn(shared, tmp_path):
     again = build_bench(tmp_path / "again", spec, shared=shared, cheap_labels=False, progress=False)
     assert again.info["audio_sha256"] == info["audio_sha256"]
     with pytest.raises(ConfigError, match="other settings"):
-        fake_build(out, BenchSpec(ner=5, sa=3, seed=0), shared)
+        build_bench(
+            out,
+            BenchSpec(ner=5, sa=3, seed=0, voices=voices[:2]),
+            shared=shared,
+            cheap_labels=False,
+            progress=False,
+        )
+    # The SA clips take the voices in turn from the first again.
+    spoken = (out / "sa" / "voices.tsv").read_text().splitlines()[1:]
+    assert [line.split("\t")[1] for line in spoken] == list(voices[:3])
+    # A voice that cannot speak fails before anything is written.
+    with pytest.raises(ModelSourceError, match="kal16"):
+        build_bench(
+            tmp_path / "typo",
+            BenchSpec(ner=1, sa=0, voices=("flite:kal",)),
+            shared=shared,
+            cheap_labels=False,
+            progress=False,
+        )
+    assert not (tmp_path / "typo").exists()
 
 
 def test_build_is_deterministic_across_folders(shared, tmp_path):

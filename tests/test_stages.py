@@ -17,6 +17,7 @@ from speechllm.errors import ConfigError
 from speechllm.model.answers import parse_answers
 from speechllm.model.prompts import ALL_SEPARATOR, parse_all, target_text
 from speechllm.model.speechllm import SpeechLLM
+from speechllm.training import train as train_module
 from speechllm.training.batches import make_batch
 from speechllm.training.sampler import examples_for, spec_augment
 from speechllm.training.train import train
@@ -152,6 +153,8 @@ def test_cross_field_checks_live_in_the_config():
         RunConfig.from_dict({"model": {"speech_input": "ctc"}, "train": {"ctc_weight": 0.0}})
     with pytest.raises(ConfigError, match="classifier_heads"):
         RunConfig.from_dict({"train": {"classifier_regularizer": {"weight": 0.5}}})
+    with pytest.raises(ConfigError, match="teaches no sentiment"):
+        RunConfig.from_dict({"data": {"tasks": ["sa"]}, "train": {"sentiment_loss": False}})
 
 
 # ------------------------------------------------------------------ augmentation
@@ -289,7 +292,7 @@ def _metrics(run: Path, folder: str) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
-def test_three_stages_run_in_order_and_each_is_recorded(tmp_path, tiny_dirs):
+def test_three_stages_run_in_order_and_each_is_recorded(tmp_path, tiny_dirs, monkeypatch):
     config = _staged(
         tmp_path,
         tiny_dirs,
@@ -297,10 +300,20 @@ def test_three_stages_run_in_order_and_each_is_recorded(tmp_path, tiny_dirs):
         [
             {"name": "acoustic", "kind": "acoustic", "train": {"lr": 0.003}},
             {"name": "text", "kind": "text", "train": {"max_steps": 8}},
-            {"name": "joint", "kind": "joint", "train": {"max_steps": 2}},
+            {"name": "joint", "kind": "joint", "train": {"max_steps": 2, "sentiment_loss": False}},
         ],
     )
+    made: list[dict[str, list]] = []
+
+    def recorded(*args, **kwargs):
+        made.append(examples_for(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(train_module, "examples_for", recorded)
     final = train(config)
+    # Each stage's own settings reach its examples: the joint stage teaches no sentiment.
+    assert "sa" in made[1] and "sa" not in made[2]
+    assert all(e.unscored == e.utt.sentiment for e in made[2]["all"])
     run = tmp_path / "run"
     acoustic = _metrics(run, "00-acoustic")
     assert all("ctc_loss" in r and "lm_loss" not in r for r in acoustic)

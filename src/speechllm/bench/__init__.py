@@ -15,6 +15,11 @@ Each clip gets its prosody from (seed, id) as `speechllm data synth` does, and p
 seeded per clip (`SeededPiperVoice`), so the same command writes the same manifests and, on the
 same machine and software, bit-identical WAVs. Re-running keeps the clips already spoken.
 
+Variants of the same rules: a selection set (`--after`: the sentences and snippets after the
+bench's, no LibriSpeech clip) to choose checkpoints on, and an unseen-voice set (`--voices`: the
+bench's texts spoken in turn by voices reserved for evaluation, CMU flite's or festival's kal and
+slt, no LibriSpeech clip) to test on voices no training heard.
+
 With the cheap-label twin (`data/cheap_labels.py`, the `labels` extra) the build also writes
 ner_cheap.jsonl / sa_cheap.jsonl (same rows, spaCy entities / VADER sentiment) and
 cheap_labels.json (their agreement with gold, on the bench and on the full text sets).

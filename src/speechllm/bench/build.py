@@ -1,5 +1,6 @@
-"""`build_bench`: speak the chosen texts with a seeded piper voice (`SeededPiperVoice`), write
-the manifests and hand over to `report.py` for bench.json, the cheap labels and README.md."""
+"""`build_bench`: speak the chosen texts with a seeded piper voice (`SeededPiperVoice`) or, for
+an unseen-voice set, with voices reserved for evaluation in turn; write the manifests and hand
+over to `report.py` for bench.json, the cheap labels and README.md."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import subprocess
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -25,7 +27,7 @@ from speechllm.data.importers.slue import SLUE_DEV
 from speechllm.data.importers.vader import VADER_DIR, sa_reference
 from speechllm.data.manifest import Utterance, write_manifest
 from speechllm.data.tts import PiperVoice, synthesize_manifest
-from speechllm.data.voices import assign_voices, make_voice
+from speechllm.data.voices import make_voice
 from speechllm.errors import AudioError, ConfigError
 
 _STAMP = ".speechllm-bench.json"
@@ -94,6 +96,24 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _debian_versions(voices: Sequence[str]) -> dict[str, str]:
+    """The Debian package version of each voice kind's program (flite, festival), so that a
+    folder spoken by one version is not resumed by another."""
+    out = {}
+    for kind in sorted({v.partition(":")[0] for v in voices}):
+        try:
+            done = subprocess.run(
+                ["dpkg-query", "-W", "-f", "${Version}", kind],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            out[kind] = done.stdout.strip() if done.returncode == 0 else "unknown"
+        except OSError:  # not a Debian system
+            out[kind] = "unknown"
+    return out
+
+
 def _check_stamp(out: Path, spec: BenchSpec, voice_info: dict[str, Any]) -> None:
     """Refuse to resume into a folder whose clips were spoken with another seed or voice, or
     that holds a test bench where a selection set is asked for (or the other way round)."""
@@ -154,10 +174,11 @@ def _speaker(
     (each loaded before the first clip, so a missing program fails at once), or the seeded piper
     voice."""
     if voice is None and spec.voices is not None:
-        speakers = {n: make_voice(n, evaluation=True) for n in sorted(set(spec.voices))}
+        voices = spec.voices
+        speakers = {n: make_voice(n, evaluation=True) for n in sorted(set(voices))}
 
         def by_turn(utts: list[Utterance], out: Path, seed: int) -> list[Utterance]:
-            names = assign_voices(",".join(spec.voices or ()), [u.id for u in utts], seed)
+            names = [voices[k % len(voices)] for k in range(len(utts))]
             return synthesize_manifest(
                 utts,
                 out,
@@ -189,8 +210,8 @@ def build_bench(
     """Build (or resume) the bench in `out`; see the module docstring for what it holds.
 
     `shared` defaults to ../shared (`demo.shared_dir`). `voice` defaults to the spec's voices
-    in turn, or else `SeededPiperVoice` (tests pass a fake). With `cheap_labels` the `labels` extra must be installed; that is
-    checked before any speech is made. Writes ner.jsonl, sa.jsonl, asr.jsonl, the WAVs,
+    in turn, or else `SeededPiperVoice` (tests pass a fake). With `cheap_labels` the `labels`
+    extra must be installed; that is checked before any speech is made. Writes ner.jsonl, sa.jsonl, asr.jsonl, the WAVs,
     bench.json and README.md (and the cheap-label files).
     """
     from speechllm.data.importers.files import shared_dir
@@ -211,6 +232,9 @@ def build_bench(
     eligible = [u for u in rated if sa_reference(u.text) is not None]
     ner_text, ner_skipped, sa_text = spec.selection(dev, eligible)
 
+    # The voices are loaded first: a mistyped name or a missing program fails before anything
+    # is written, so the folder's stamp never names voices that cannot speak.
+    speak = _speaker(spec, voice, progress)
     # Only now, with the selection known to be possible, is anything written.
     if voice is not None:
         voice_info: dict[str, Any] = {"custom voice": type(voice).__name__}
@@ -218,6 +242,7 @@ def build_bench(
         voice_info = {
             "voices": list(spec.voices),
             "in turn": "the i-th clip of a set: voice i mod n",
+            "versions": _debian_versions(spec.voices),
         }
     else:
         voice_info = {"package": VOICE_PACKAGE, "versions": _versions()}
@@ -225,7 +250,6 @@ def build_bench(
 
     # SA clips draw their prosody with seed + 1, as `make demo` speaks its second set: the two
     # sets' draws are independent by construction, not only because their ids differ.
-    speak = _speaker(spec, voice, progress)
     ner = speak(ner_text, out / "ner", spec.seed)
     sa_spoken = speak(sa_text, out / "sa", spec.seed + 1)
     sa = [dataclasses.replace(u, text=sa_reference(u.text) or "") for u in sa_spoken]

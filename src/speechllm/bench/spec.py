@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from speechllm.data.manifest import Utterance
-from speechllm.data.voices import is_reserved
+from speechllm.data.voices import expand, is_reserved
 from speechllm.labels import SENTIMENTS
 
 FORMAT = 1
@@ -146,8 +146,9 @@ class BenchSpec:
     test set."""
     voices: tuple[str, ...] | None = None
     """Voices that speak the clips in turn instead of the seeded piper voice (`data.voices`
-    names): only voices reserved for evaluation (flite's, festival's kal and slt), so that the set
-    measures speech from voices no training heard. Such a set holds no LibriSpeech clip."""
+    names, `flite:all` expanded here): only voices reserved for evaluation (flite's, festival's
+    kal and slt), so that the set measures speech from voices no training heard. Such a set is a
+    test set: no LibriSpeech clip, never a selection set (`after`)."""
 
     def __post_init__(self) -> None:
         for name in ("ner", "sa"):
@@ -158,14 +159,21 @@ class BenchSpec:
         if self.after is not None and min(self.after) < 0:
             raise ValueError(f"--after sizes must be >= 0, got {self.after}")
         if self.voices is not None:
-            if not self.voices:
+            if self.after is not None:
+                raise ValueError(
+                    "--voices and --after do not go together: the reserved voices are a test of "
+                    "voices no training heard, and nothing is chosen on a test"
+                )
+            names = tuple(expand(",".join(self.voices))) if self.voices else ()
+            if not names:
                 raise ValueError("--voices names no voice")
-            heard = [v for v in self.voices if not is_reserved(v)]
+            heard = [v for v in names if not is_reserved(v)]
             if heard:
                 raise ValueError(
                     f"--voices takes voices reserved for evaluation (flite:..., festival:kal..., "
                     f"festival:slt...), so that no training voice speaks the set; got {heard}"
                 )
+            object.__setattr__(self, "voices", names)  # `flite:all` expanded, recorded as such
 
     @property
     def real_clips(self) -> bool:

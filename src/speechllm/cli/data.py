@@ -256,7 +256,6 @@ def bench_build(
 
     from speechllm.bench.build import build_bench
     from speechllm.bench.spec import BenchSpec
-    from speechllm.data.voices import expand
 
     start = time.monotonic()
     try:
@@ -266,7 +265,7 @@ def bench_build(
             if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
                 raise ValueError(f"--after takes two sizes, NER,SA (e.g. 100,60); got {after!r}")
             held = (int(parts[0]), int(parts[1]))
-        named = tuple(expand(voices)) if voices is not None else None
+        named = tuple(voices.split(",")) if voices is not None else None
         spec = BenchSpec(ner=ner, sa=sa, seed=seed, after=held, voices=named)
         result = build_bench(out, spec, cheap_labels=cheap_labels)
     except (SpeechLLMError, ValueError, OSError) as exc:

@@ -117,6 +117,11 @@ class RunConfig:
                 "train.classifier_regularizer.weight > 0 trains the classifier heads, but the "
                 "model has none: set model.classifier_heads.enabled: true"
             )
+        if not tc.sentiment_loss and set(self.data.tasks) <= {"sa"}:
+            raise ConfigError(
+                "train.sentiment_loss: false teaches no sentiment, and data.tasks "
+                f"{self.data.tasks} holds nothing else to learn: add asr, ner or all"
+            )
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ConfigError(f"stages: names must differ, got {names}")
