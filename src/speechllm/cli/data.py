@@ -165,7 +165,9 @@ def import_wordnet_cmd(
 def data_synth(
     manifest: Path,
     out: Annotated[Path, typer.Option(help="Folder for wav/ and the spoken manifest.")],
-    seed: Annotated[int, typer.Option(help="Seed of the per-utterance prosody variation.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the per-utterance prosody variation and of piper's noise.")
+    ] = 0,
     limit: Annotated[int | None, typer.Option(help="Speak only the first N utterances.")] = None,
     voice: Annotated[
         str,
@@ -200,7 +202,8 @@ def data_synth(
         check_voices(expand(voice), evaluation)
         names = assign_voices(voice, [u.id for u in utts], seed)
         # Every voice is loaded before the first clip: a missing program fails at once.
-        speakers = {n: make_voice(n, evaluation=evaluation) for n in sorted(set(names))}
+        # piper's noise seeded per clip: a rerun (or a resumed run) speaks the same clips.
+        speakers = {n: make_voice(n, evaluation=evaluation, seed=seed) for n in sorted(set(names))}
         augmenter = None
         if augment:
             from speechllm.data.augment import Augmenter
