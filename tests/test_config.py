@@ -13,6 +13,22 @@ def test_load_resolves_paths_and_overrides(tmp_path):
     assert cfg.train.max_steps == 5 and cfg.model.adapter.stack == 2 and cfg.train.lr == 0.01
 
 
+def test_init_from_is_found_beside_the_config_file_or_kept_as_a_name(tmp_path):
+    (tmp_path / "runs" / "text" / "model").mkdir(parents=True)
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    p = configs / "c.yaml"
+    p.write_text(
+        "train:\n  init_from: ../runs/text/model\n"
+        "stages:\n  - {name: a, kind: joint, train: {init_from: ../runs/text}}\n"
+        "  - {name: b, kind: joint, train: {init_from: speechllm-tiny.en}}\n"
+    )
+    cfg = RunConfig.load(p)
+    assert cfg.train.init_from == str(tmp_path / "runs" / "text" / "model")
+    assert cfg.stages[0].train["init_from"] == str(tmp_path / "runs" / "text")
+    assert cfg.stages[1].train["init_from"] == "speechllm-tiny.en"  # a shipped model's name
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "match"),
     [

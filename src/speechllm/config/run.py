@@ -192,16 +192,28 @@ class RunConfig:
         config.data.train = [_resolve(base, p) for p in config.data.train]
         config.data.eval = [_resolve(base, p) for p in config.data.eval]
         config.train.output_dir = _resolve(base, config.train.output_dir)
+        if config.train.init_from is not None:
+            config.train.init_from = _resolve_source(base, config.train.init_from)
         for stage in config.stages:
             for key in ("train", "eval"):
                 if key in stage.data:
                     stage.data[key] = [_resolve(base, p) for p in stage.data[key]]
+            if isinstance(stage.train.get("init_from"), str):
+                stage.train["init_from"] = _resolve_source(base, stage.train["init_from"])
         return config
 
 
 def _resolve(base: Path, value: str) -> str:
     p = Path(value).expanduser()
     return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _resolve_source(base: Path, value: str) -> str:
+    """`train.init_from`: a folder relative to the config file's folder, as the other paths are,
+    where one is there; otherwise as written (a shipped model's name, a hub id, a folder
+    relative to the working directory)."""
+    p = Path(value).expanduser()
+    return str((base / p).resolve()) if not p.is_absolute() and (base / p).exists() else value
 
 
 def stage_folder(index: int, name: str) -> str:

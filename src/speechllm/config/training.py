@@ -128,7 +128,7 @@ class TrainConfig:
     init_from: str | None = None
     """A run directory, model folder or shipped model's name (`--model` names) whose trained
     weights (adapter, LoRA, classifier heads where both models have them) initialise this run
-    (fine-tuning)."""
+    (fine-tuning). A relative folder is found beside the config file, as the other paths are."""
     joint_answers: Literal["gold", "reading"] = "gold"
     """`whisper` route, `joint` stage: the answers it teaches. `gold`: written on the gold
     transcript, so the LLM also learns to mend Whisper's reading. `reading`: written on Whisper's
