@@ -171,8 +171,8 @@ def build_bench(
 
     `shared` defaults to ../shared (`demo.shared_dir`). `voice` defaults to the spec's voices
     in turn, or else `SeededPiperVoice` (tests pass a fake). With `cheap_labels` the `labels`
-    extra must be installed; that is checked before any speech is made. Writes ner.jsonl, sa.jsonl, asr.jsonl, the WAVs,
-    bench.json and README.md (and the cheap-label files).
+    extra must be installed; that is checked before any speech is made. Writes ner.jsonl,
+    sa.jsonl, asr.jsonl, the WAVs, bench.json and README.md (and the cheap-label files).
     """
     from speechllm.data.importers.files import shared_dir
     from speechllm.data.importers.slue import import_slue_voxpopuli
