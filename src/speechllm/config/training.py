@@ -82,6 +82,12 @@ class TrainConfig:
     """Examples per optimiser micro-batch (per process)."""
     grad_accum: int = 1
     """Micro-batches accumulated per optimiser step."""
+    chunk_tokens: int | None = None
+    """Run each micro-batch as length-sorted chunks of at most this many LLM positions (rows x
+    padded length), forward and backward per chunk, each chunk's loss weighted by its share of
+    the batch so the gradient is the whole batch's (`training.chunks`). A batch is padded to its
+    longest example: chunks of similar length compute less padding, and hold the activations of
+    one chunk at a time. The batches themselves are unchanged. None = the whole batch at once."""
     lr: float = 1e-3
     """Peak learning rate (AdamW)."""
     lora_lr: float | None = None
@@ -171,6 +177,8 @@ class TrainConfig:
             "keep_checkpoints": 1,
             "log_every": 1,
         }
+        if self.chunk_tokens is not None:
+            at_least["chunk_tokens"] = 1
         for name, least in at_least.items():
             value = getattr(self, name)
             check(value >= least, f"{where}.{name} must be >= {least}, got {value}")

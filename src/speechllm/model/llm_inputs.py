@@ -94,6 +94,12 @@ class PromptLayout:
             labels[i, sl] = lab
         return inputs, mask, labels
 
+    def scored_tokens(self, answer: str, unscored: str = "") -> int:
+        """How many label positions `assemble` gives an answer: its tokens and the stop token,
+        less those of its unscored leading part."""
+        ids = self.answer_ids(answer)
+        return len(ids) - (self._prefix_length(ids, unscored) if unscored else 0)
+
     def _prefix_length(self, answer_ids: list[int], prefix: str) -> int:
         """How many of `answer_ids` spell `prefix`. The answer is tokenized whole, so this checks
         the prefix's own tokens open it (true of a word before a space in byte-level BPE)."""

@@ -4,6 +4,7 @@ Modules:
 - `train`: `speechllm train CONFIG.yaml`: the training loop (stages, held-out evaluation, saving).
 - `batches`: what a step reads: utterances, the encoder-frame cache, the batch.
 - `features`: `FeatureCache`, the on-disk cache of frozen-encoder frames.
+- `chunks`: one micro-batch's forward and backward as length-sorted chunks (`train.chunk_tokens`).
 - `sampler`: training examples (`Example`, `examples_for`), `TaskMixSampler`, SpecAugment.
 - `checkpoints`: resumable checkpoints (save, find the latest, load).
 - `experiment`: the paper's ablation as one command (`speechllm experiment`).

@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from speechllm.training.checkpoints import (
     load_checkpoint,
     save_checkpoint,
 )
+from speechllm.training.chunks import backward_in_chunks, chunk_examples
 from speechllm.training.features import FeatureCache
 from speechllm.training.sampler import TaskMixSampler, examples_for
 
@@ -271,27 +273,26 @@ def _run(
             lm = kind != "acoustic" and step >= tc.ctc_warmup_steps
             for micro in range(tc.grad_accum):
                 source = sampler if lm else warmup_sampler
-                batch = make_batch(
-                    source.batch(step * tc.grad_accum + micro),
-                    batch_cache,
-                    None if lm else tc.spec_augment,
-                    readings,
-                )
-                with accelerator.accumulate(ddp_model), accelerator.autocast():
-                    losses = ddp_model(
-                        batch,
+                drawn = source.batch(step * tc.grad_accum + micro)
+                spec = None if lm else tc.spec_augment
+                with accelerator.accumulate(ddp_model):
+                    values = backward_in_chunks(
+                        accelerator,
+                        ddp_model,
+                        chunk_examples(model, drawn, tc.chunk_tokens, batch_cache, readings),
+                        partial(make_batch, cache=batch_cache, spec=spec, transcripts=readings),
+                        lambda e: model.layout.scored_tokens(e.answer, e.unscored),
                         ctc_weight=tc.ctc_weight,
                         lm=lm,
                         cls_weight=cls_weight,
                         text_noise=tc.text_noise if kind == "text" else None,
                     )
-                    accelerator.backward(losses["loss"])
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(params, tc.grad_clip)
                     optimizer.step()
                     optimizer.zero_grad()
-                for k, v in losses.items():
-                    running[k] = running.get(k, 0.0) + float(v.detach()) / tc.grad_accum
+                for k, v in values.items():
+                    running[k] = running.get(k, 0.0) + v / tc.grad_accum
                     counts[k] = counts.get(k, 0.0) + 1 / tc.grad_accum
             scheduler.step()
             step += 1
