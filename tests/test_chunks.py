@@ -1,13 +1,15 @@
 """Length-sorted chunks (`train.chunk_tokens`): the gradient of a chunked step is the batch's."""
 
+import dataclasses
+
 import pytest
 import torch
 from accelerate import Accelerator
 
 from speechllm.config import LoraSettings
 from speechllm.data.manifest import Utterance
-from speechllm.model.batch import collate_frames
 from speechllm.model.prompts import target_text
+from speechllm.model.speechllm import Batch
 from speechllm.training.batches import make_batch
 from speechllm.training.chunks import (
     backward_in_chunks,
@@ -21,11 +23,13 @@ from test_model import make_model, waves
 from test_train import read_log, tiny_run
 
 
-def test_plan_without_a_budget_is_the_batch_as_drawn():
+def test_plan_without_a_budget_or_within_it_is_the_batch_as_drawn():
     assert plan_chunks([30, 5, 20], None) == [[0, 1, 2]]
+    assert plan_chunks([30, 5, 20], 90) == [[0, 1, 2]]
+    assert plan_chunks([30, 5, 20], 89) != [[0, 1, 2]]
 
 
-@pytest.mark.parametrize("budget", [1, 40, 64, 100, 10_000])
+@pytest.mark.parametrize("budget", [1, 40, 64, 100, 399])
 def test_plan_sorts_and_keeps_each_chunk_within_budget(budget):
     lengths = [30, 5, 20, 7, 50, 6, 21, 8]
     chunks = plan_chunks(lengths, budget)
@@ -35,8 +39,8 @@ def test_plan_sorts_and_keeps_each_chunk_within_budget(budget):
     for c in chunks:
         padded = len(c) * max(lengths[i] for i in c)
         assert padded <= budget or len(c) == 1
-    if budget == 10_000:
-        assert len(chunks) == 1
+    if budget == 399:  # all but the longest row fit together
+        assert len(chunks) == 2
     if budget == 1:
         assert len(chunks) == len(lengths)
 
@@ -107,6 +111,10 @@ def test_chunked_text_step_has_the_whole_batch_gradient(tiny_dirs):
 def test_chunked_frame_step_with_ctc_has_the_whole_batch_gradient(tiny_dirs):
     m = make_model(tiny_dirs)
     examples = _examples()
+    # An example without a transcript: the CTC loss skips it, so chunks weight that loss by
+    # their share of the transcribed examples, not of all examples.
+    utt = dataclasses.replace(examples[1].utt, text="")
+    examples[1] = Example(utt, "sa", examples[1].answer)
     frames, lengths = m.encoder(waves(0.4, 1.2, 0.7, 1.6))
     cache = {e.utt.audio: frames[i, : lengths[i]] for i, e in enumerate(examples)}
 
@@ -137,11 +145,11 @@ def test_positions_are_what_a_batch_row_holds(tiny_dirs):
         speech, lengths = m.text_speech(batch.speech_texts)
         _, mask, _ = m._assemble(speech, lengths, batch.tasks, batch.answers, left_pad=False)
         assert n == int(mask.sum())
-    _, lengths = collate_frames([torch.zeros(37, 8)])
-    e = examples[0]
-    pre, post = m.layout.prompt_ids[e.task]
-    expected = len(pre) + int(m.adapter.output_lengths(lengths)[0]) + len(post)
-    assert example_positions(m, e, None, 37) == expected + len(m.answer_ids(e.answer))
+    frames, lengths = m.encoder(waves(0.9))
+    batch = Batch(frames, lengths, [examples[0].task], [examples[0].answer])
+    speech, speech_lengths = m.llm_speech(*m.speech_embeddings(frames, lengths))
+    _, mask, _ = m._assemble(speech, speech_lengths, batch.tasks, batch.answers, left_pad=False)
+    assert example_positions(m, examples[0], None, int(lengths[0])) == int(mask.sum())
 
 
 def test_a_chunked_run_trains_as_the_whole_batch_does(tiny_dirs, tmp_path, monkeypatch):
@@ -167,3 +175,15 @@ def test_a_chunked_run_trains_as_the_whole_batch_does(tiny_dirs, tmp_path, monke
     for x, y in zip(a, b, strict=True):
         for key in ("loss", "lm_loss", "ctc_loss"):
             assert y[key] == pytest.approx(x[key], rel=2e-3), key
+
+
+def test_config_refuses_chunks_with_the_classifier_regularizer_and_a_zero_budget():
+    from speechllm.config import ClassifierRegularizerConfig, TrainConfig
+    from speechllm.errors import ConfigError
+
+    TrainConfig(chunk_tokens=512).validate()
+    with pytest.raises(ConfigError, match="chunk_tokens must be >= 1"):
+        TrainConfig(chunk_tokens=0).validate()
+    reg = ClassifierRegularizerConfig(weight=0.3)
+    with pytest.raises(ConfigError, match="classifier regularizer"):
+        TrainConfig(chunk_tokens=512, classifier_regularizer=reg).validate()

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -13,8 +14,16 @@ from speechllm.training.train import train
 from test_train import tiny_run
 
 
-def test_two_process_ddp_keeps_ranks_identical(tiny_dirs, tmp_path):
-    cfg = tiny_run(tiny_dirs, tmp_path, steps=4)
+@pytest.mark.parametrize(
+    "chunked",
+    [False, True],
+    ids=["whole-batches", "chunks-and-accumulation"],
+)
+def test_two_process_ddp_keeps_ranks_identical(tiny_dirs, tmp_path, chunked):
+    # Chunked: each micro-batch in length-sorted chunks (gradients synchronised once, after the
+    # last chunk) and two micro-batches accumulated per step.
+    extra = {"chunk_tokens": 40, "grad_accum": 2} if chunked else {}
+    cfg = tiny_run(tiny_dirs, tmp_path, steps=4, **extra)
     cfg.train.eval_every = 0
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(cfg.to_dict()))

@@ -182,6 +182,11 @@ class TrainConfig:
         for name, least in at_least.items():
             value = getattr(self, name)
             check(value >= least, f"{where}.{name} must be >= {least}, got {value}")
+        check(
+            self.chunk_tokens is None or self.classifier_regularizer.weight == 0,
+            f"{where}.chunk_tokens: chunked steps cannot weight the classifier regularizer's "
+            f"loss exactly; set {where}.chunk_tokens: null or classifier_regularizer.weight: 0",
+        )
         for name in ("lr", "grad_clip"):
             value = getattr(self, name)
             check(value > 0, f"{where}.{name} must be > 0, got {value}")

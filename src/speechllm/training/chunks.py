@@ -9,10 +9,11 @@ third fewer positions (chunks of 4), and only one chunk's activations are held a
 
 The LM loss is a mean over the batch's scored answer tokens, so a chunk's LM loss weighted by
 its share of those tokens sums, over the chunks, to the batch's loss, and its gradient to the
-batch's gradient (up to float rounding). The CTC and classifier losses are means over examples;
-they are weighted by each chunk's share of the examples (exact for the CTC loss when every
-example has a transcript, as in the adapter routes' manifests). Only the order in which random
-numbers are drawn (text noise, dropout) differs from the unchunked step.
+batch's gradient (up to float rounding). The CTC loss is a mean over the examples that have a
+transcript: a chunk's is weighted by its share of those. The classifier loss averages its heads
+over differently labelled rows, so `train.chunk_tokens` is refused with it (`TrainConfig`).
+CTC-only steps never run the LLM and are not chunked. Only the order in which random numbers are
+drawn (text noise, dropout) differs from the unchunked step.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def example_positions(
 
 def plan_chunks(lengths: list[int], budget: int | None) -> list[list[int]]:
     """Indices of the examples, sorted by length and cut into chunks whose padded size (rows x
-    longest row) stays within `budget`; a single example over it is a chunk of its own. None:
-    one chunk, the batch in its own order."""
-    if budget is None:
+    longest row) stays within `budget`; a single example over it is a chunk of its own. None, or
+    a batch within the budget: one chunk, the batch in its own order."""
+    if budget is None or len(lengths) * max(lengths, default=0) <= budget:
         return [list(range(len(lengths)))]
     chunks: list[list[int]] = []
     current: list[int] = []
@@ -81,24 +82,27 @@ def backward_in_chunks(
         accelerator.backward(losses["loss"])
         return {k: float(v.detach()) for k, v in losses.items()}
     tokens = [sum(scored(e) for e in chunk) for chunk in chunks]
-    rows = [len(chunk) for chunk in chunks]
+    # The CTC loss skips examples without a transcript (`SpeechLLM.ctc_loss`).
+    transcribed = [sum(bool(e.utt.text) for e in chunk) for chunk in chunks]
     out: dict[str, float] = {}
     for i, chunk in enumerate(chunks):
-        w_tok, w_row = tokens[i] / sum(tokens), rows[i] / sum(rows)
+        w_lm = tokens[i] / sum(tokens)
+        w_ctc = transcribed[i] / max(1, sum(transcribed))
         # Gradients are synchronised across processes once, after the last chunk.
         sync = nullcontext() if i == len(chunks) - 1 else accelerator.no_sync(ddp_model)
         with sync:
             with accelerator.autocast():
                 losses = ddp_model(make_batch(chunk), **forward_kwargs)
-            lm = losses.get("lm_loss")
-            if lm is None:  # CTC-only steps
-                loss = w_row * losses["loss"]
-            else:
-                loss = w_tok * lm + w_row * (losses["loss"] - lm)
+            if not set(losses) <= {"loss", "lm_loss", "ctc_loss"} or "lm_loss" not in losses:
+                raise ValueError(
+                    f"chunked steps weight the LM and CTC losses only; got {sorted(losses)}"
+                )
+            lm = losses["lm_loss"]
+            loss = w_lm * lm + w_ctc * (losses["loss"] - lm)
             accelerator.backward(loss)
-        for k, v in losses.items():
-            if k != "loss":
-                out[k] = out.get(k, 0.0) + (w_tok if k == "lm_loss" else w_row) * float(v.detach())
+        out["lm_loss"] = out.get("lm_loss", 0.0) + w_lm * float(lm.detach())
+        if "ctc_loss" in losses:
+            out["ctc_loss"] = out.get("ctc_loss", 0.0) + w_ctc * float(losses["ctc_loss"].detach())
         out["loss"] = out.get("loss", 0.0) + float(loss.detach())
     return out
 

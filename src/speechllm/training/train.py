@@ -274,12 +274,13 @@ def _run(
             for micro in range(tc.grad_accum):
                 source = sampler if lm else warmup_sampler
                 drawn = source.batch(step * tc.grad_accum + micro)
-                spec = None if lm else tc.spec_augment
+                # CTC-only steps mask frames and, running no LLM, are not chunked.
+                spec, budget = (None, tc.chunk_tokens) if lm else (tc.spec_augment, None)
                 with accelerator.accumulate(ddp_model):
                     values = backward_in_chunks(
                         accelerator,
                         ddp_model,
-                        chunk_examples(model, drawn, tc.chunk_tokens, batch_cache, readings),
+                        chunk_examples(model, drawn, budget, batch_cache, readings),
                         partial(make_batch, cache=batch_cache, spec=spec, transcripts=readings),
                         lambda e: model.layout.scored_tokens(e.answer, e.unscored),
                         ctc_weight=tc.ctc_weight,
