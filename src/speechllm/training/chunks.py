@@ -122,7 +122,7 @@ def chunk_examples(
     for e in examples:
         audio = e.utt.audio or ""
         if cache is not None:
-            lengths.append(example_positions(model, e, None, cache.get(audio).shape[0]))
+            lengths.append(example_positions(model, e, None, cache.num_frames(audio)))
         else:
             text = readings[audio] if readings else e.utt.text
             lengths.append(example_positions(model, e, text, None))

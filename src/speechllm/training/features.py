@@ -53,6 +53,12 @@ class FeatureCache:
         self.build([audio_path])
         return self._memory[audio_path].float()
 
+    def num_frames(self, audio_path: str) -> int:
+        """T of `get(audio_path)`, without the fp32 copy."""
+        if audio_path not in self._memory:
+            self.build([audio_path])
+        return int(self._memory[audio_path].shape[0])
+
     def build(
         self,
         audio_paths: Iterable[str],
