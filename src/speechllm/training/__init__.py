@@ -6,6 +6,7 @@ Modules:
 - `features`: `FeatureCache`, the on-disk cache of frozen-encoder frames.
 - `chunks`: one micro-batch's forward and backward as length-sorted chunks (`train.chunk_tokens`).
 - `sampler`: training examples (`Example`, `examples_for`), `TaskMixSampler`, SpecAugment.
+- `monitor`: held-out figures during training, the ranks' weight checksums at the end.
 - `checkpoints`: resumable checkpoints (save, find the latest, load).
 - `experiment`: the paper's ablation as one command (`speechllm experiment`).
 

@@ -29,8 +29,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from speechllm.config import RunConfig
 from speechllm.errors import ConfigError
 from speechllm.hub.shipped import resolve_model
-from speechllm.inference.decode import encode_files
-from speechllm.inference.evaluate import evaluate
 from speechllm.model.ctc import ctc_vocabulary
 from speechllm.model.saving import write_model_dir
 from speechllm.model.speechllm import SpeechLLM
@@ -50,6 +48,7 @@ from speechllm.training.checkpoints import (
 )
 from speechllm.training.chunks import backward_in_chunks, chunk_examples
 from speechllm.training.features import FeatureCache
+from speechllm.training.monitor import evaluate_held_out, rank_checksums
 from speechllm.training.sampler import TaskMixSampler, examples_for
 
 
@@ -163,7 +162,7 @@ def _run(
         model.load_trained(resolve_model(tc.init_from), strict=False)
     train_utts = load_utterances(dc.train, dc.max_seconds, require_audio=kind != "text")
     eval_utts = load_utterances(dc.eval, dc.max_seconds)[: dc.max_eval_utterances]
-    eval_frames: list[torch.Tensor] = []  # encoded at the first evaluation (`_evaluate`)
+    eval_frames: list[torch.Tensor] = []  # encoded at the first evaluation (`evaluate_held_out`)
     if config.model.ctc_vocab != "all" and not whisper:
         # Every rank reads the same manifests, so every rank builds the same vocabulary.
         transcripts = (model.transcript_ids(u.text) for u in train_utts if u.text)
@@ -316,7 +315,7 @@ def _run(
                 # Before the LM loss has run the LLM has not learnt the answer formats: score
                 # only the CTC head's transcripts then (and save the slow decoding).
                 tasks = dc.tasks if step > tc.ctc_warmup_steps and kind != "acoustic" else []
-                _evaluate(
+                evaluate_held_out(
                     accelerator, model, eval_utts, tasks, step, minutes, log, console, eval_frames
                 )
             if (step % tc.save_every == 0 or step == tc.max_steps or out_of_time) and main:
@@ -335,9 +334,9 @@ def _run(
                     console.print(f"stopping at step {step}: max_minutes={tc.max_minutes} reached")
                 break
     minutes = (time.monotonic() - t0) / 60
-    checksums = _rank_checksums(accelerator, model)
+    checksums = rank_checksums(accelerator, model)
     final_metrics = (
-        _evaluate(
+        evaluate_held_out(
             accelerator,
             model,
             eval_utts,
@@ -375,46 +374,3 @@ def _run(
         )
     accelerator.wait_for_everyone()
     return out / "model"
-
-
-def _rank_checksums(accelerator: Accelerator, model: SpeechLLM) -> list[list[float]]:
-    """(sum, sum of squares) of the trained weights on every rank: DDP must keep them equal."""
-    state = model.trainable_state_dict()
-    local = torch.tensor(
-        [
-            [
-                sum(float(v.double().sum()) for v in state.values()),
-                sum(float(v.double().pow(2).sum()) for v in state.values()),
-            ]
-        ],
-        dtype=torch.float64,
-    )
-    return accelerator.gather(local).tolist()
-
-
-def _evaluate(
-    accelerator, model, utts, tasks, step, minutes, log, console, frames: list[torch.Tensor]
-) -> dict[str, Any]:
-    """Held-out figures, logged: the function `speechllm evaluate` runs, on the clips' audio
-    (not the fp16 feature cache), so the same manifest and weights give the same figures.
-    `frames` holds the clips' encoder frames: encoded at the first evaluation and reused after
-    (the encoder is frozen, so they never change)."""
-    if not accelerator.is_main_process:
-        return {}
-    model.eval()
-    if not frames:
-        frames.extend(encode_files(model, [u.audio or "" for u in utts]))
-    metrics, _ = evaluate(model, utts, tasks, frames=frames)
-    record = {
-        "eval": True,
-        "step": step,
-        "minutes": round(minutes, 3),
-        **{k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()},
-    }
-    log(record)
-    console.print(
-        f"[bold green]eval[/] step {step}: "
-        + ", ".join(f"{k} {v}" for k, v in record.items() if k not in ("eval", "step"))
-    )
-    model.train()
-    return metrics
