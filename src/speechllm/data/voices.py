@@ -140,7 +140,7 @@ def check_voices(names: list[str], evaluation: bool) -> None:
 def make_voice(name: str, *, evaluation: bool = False, seed: int | None = None):
     """A speaker by name (module docstring); reserved voices only with `evaluation`. With `seed`
     piper's noise is seeded per clip (`SeededPiperVoice`: the same clip whatever was spoken
-    before, about 0.7 s more per clip); the other voices draw no noise of their own."""
+    before, about 0.25 s more per clip); the other voices draw no noise of their own."""
     check_voices([name], evaluation)
     if name == "piper":
         return PiperVoice() if seed is None else SeededPiperVoice(seed)

@@ -38,6 +38,12 @@ def load_utterances(
     return utts
 
 
+def speech_text(example: Example, transcripts: dict[str, str] | None) -> str:
+    """The text that stands in for an example's speech where no frames are read: Whisper's
+    reading of its clip (`transcripts`, keyed by audio path) where given, else its own text."""
+    return transcripts[example.utt.audio or ""] if transcripts else example.utt.text
+
+
 def make_batch(
     examples: list[Example],
     cache: FeatureCache | None,
@@ -49,7 +55,7 @@ def make_batch(
     readings) where given, else the utterance's own text (`kind: text` stages)."""
     if cache is None:
         frames = lengths = None
-        texts = [transcripts[e.utt.audio] if transcripts else e.utt.text for e in examples]
+        texts = [speech_text(e, transcripts) for e in examples]
     else:
         frames, lengths = collate_frames([cache.get(e.utt.audio) for e in examples])
         if spec is not None and (spec.time_masks or spec.feature_masks):

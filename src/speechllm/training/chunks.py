@@ -27,6 +27,7 @@ import torch
 from accelerate import Accelerator
 
 from speechllm.model.speechllm import Batch, SpeechLLM
+from speechllm.training.batches import speech_text
 from speechllm.training.features import FeatureCache
 from speechllm.training.sampler import Example
 
@@ -121,10 +122,8 @@ def chunk_examples(
         return [examples]
     lengths = []
     for e in examples:
-        audio = e.utt.audio or ""
         if cache is not None:
-            lengths.append(example_positions(model, e, None, cache.num_frames(audio)))
+            lengths.append(example_positions(model, e, None, cache.num_frames(e.utt.audio or "")))
         else:
-            text = readings[audio] if readings else e.utt.text
-            lengths.append(example_positions(model, e, text, None))
+            lengths.append(example_positions(model, e, speech_text(e, readings), None))
     return [[examples[i] for i in chunk] for chunk in plan_chunks(lengths, budget)]
